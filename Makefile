@@ -1,0 +1,30 @@
+# The two commands: `make image` builds the appliance for the hypervisors into dist/,
+# `make test` runs the whole suite (image boots included). Both install what they need first.
+SHELL := /bin/bash
+HYPERVISOR ?= all
+VENV := .venv
+PYTEST_ARGS ?=
+
+.PHONY: image test test-fast bench host-image host-test clean
+
+image: host-image
+	$(VENV)/bin/lbimage build --hypervisor $(HYPERVISOR)
+
+test: host-test
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Unit and network-namespace tests only: no image build, no VM boot.
+test-fast: host-test
+	$(VENV)/bin/pytest -m "not image" $(PYTEST_ARGS)
+
+bench: host-test
+	$(VENV)/bin/python bench/run.py
+
+host-image:
+	@scripts/host-setup image
+
+host-test:
+	@scripts/host-setup test
+
+clean:
+	rm -rf build dist

@@ -1,0 +1,58 @@
+"""Provisioning media for an appliance, written from the same table the appliance reads.
+
+The appliance (lbctl.provision.INPUTS) accepts each input as a systemd credential or as a file on
+a config disk labelled LBCONFIG. This module makes both for tests and for `lbimage boot`.
+"""
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+
+from lbctl.provision import CONFIG_DISK_LABEL, INPUTS_BY_KEY
+
+
+def check_keys(inputs: dict[str, str]) -> None:
+    unknown = set(inputs) - set(INPUTS_BY_KEY)
+    if unknown:
+        raise ValueError(f"unknown provisioning inputs {sorted(unknown)}; known: {sorted(INPUTS_BY_KEY)}")
+
+
+def as_credentials(inputs: dict[str, str]) -> dict[str, str]:
+    """{input key: text} -> {systemd credential name: text}, for QEMU -fw_cfg."""
+    check_keys(inputs)
+    return {INPUTS_BY_KEY[key].credential: text for key, text in inputs.items()}
+
+
+def smbios_args(inputs: dict[str, str]) -> list[str]:
+    """The same inputs as QEMU -smbios type=11 strings (what a hypervisor's SMBIOS OEM strings carry)."""
+    args = []
+    for name, text in as_credentials(inputs).items():
+        encoded = base64.b64encode(text.encode()).decode()
+        args += ["-smbios", f"type=11,value=io.systemd.credential.binary:{name}={encoded}"]
+    return args
+
+
+def make_config_disk(inputs: dict[str, str], path: Path, size_kib: int = 2048) -> Path:
+    """A small FAT disk labelled LBCONFIG holding one file per input (no root mount needed)."""
+    check_keys(inputs)
+    path.unlink(missing_ok=True)
+    subprocess.run(["mkfs.vfat", "-n", CONFIG_DISK_LABEL, "-C", str(path), str(size_kib)],
+                   check=True, capture_output=True)
+    for key, text in inputs.items():
+        source = path.with_name(f"{path.name}.{INPUTS_BY_KEY[key].disk_file}")
+        source.write_text(text)
+        subprocess.run(["mcopy", "-i", str(path), str(source), f"::/{INPUTS_BY_KEY[key].disk_file}"],
+                       check=True, capture_output=True, env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
+        source.unlink()
+    return path
+
+
+def make_ssh_key(directory: Path, name: str = "id_ed25519") -> tuple[Path, str]:
+    """A throwaway SSH key pair for a test or a local boot: (private key path, public key line)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory / name
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lbimage-test", "-f", str(key)],
+                       check=True)
+    return key, key.with_suffix(".pub").read_text()
