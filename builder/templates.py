@@ -10,7 +10,9 @@ import jinja2
 def render(template: Path, **context: Any) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template.parent), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-                             autoescape=jinja2.select_autoescape(enabled_extensions=("xml", "ovf")))
+                             # "x.ovf.j2" counts as .ovf: the templates carry .j2.
+                             autoescape=jinja2.select_autoescape(
+                                 enabled_extensions=("xml", "ovf", "xml.j2", "ovf.j2")))
     return env.get_template(template.name).render(**context)
 
 
