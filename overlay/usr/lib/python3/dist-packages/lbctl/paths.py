@@ -30,6 +30,16 @@ class Paths:
     def current(self) -> Path:
         return self.state_dir / "current"
 
+    @property
+    def last_good(self) -> Path:
+        return self.state_dir / "last-good"
+
+    @property
+    def server_state_file(self) -> Path:
+        # 'show servers state' as dumped before a reload; the new process loads it, so that
+        # DRAIN/MAINT set by 'lbctl server' and DOWN from checks survive reloads and reboots.
+        return self.state_dir / "server-state"
+
     @classmethod
     def from_env(cls) -> "Paths":
         env = os.environ.get
