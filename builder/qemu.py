@@ -70,6 +70,7 @@ class VMSpec:
     memory_mib: int = 4096
     credentials: dict[str, str] = field(default_factory=dict)   # systemd credentials, via fw_cfg
     extra_disks: list[Path] = field(default_factory=list)        # e.g. an LBCONFIG config disk (raw)
+    extra_devices: list[str] = field(default_factory=list)       # more -device specs, e.g. "pvscsi" (a bare controller)
     netns: str | None = None       # run QEMU inside this network namespace (for TAP backends)
     snapshot: bool = True          # never write to the disk file under test
     accel: str = "auto"            # auto, kvm or tcg
@@ -163,6 +164,8 @@ class VM:
         for n, extra in enumerate(s.extra_disks, 1):
             argv += ["-drive", f"file={extra},format=raw,if=none,id=extra{n},readonly=on",
                      "-device", f"virtio-blk-pci,drive=extra{n}"]
+        for device in s.extra_devices:
+            argv += ["-device", device]
         for n, nic in enumerate(s.nics):
             if nic.model not in NIC_MODELS:
                 raise ValueError(f"nics[{n}].model {nic.model!r}: expected one of {', '.join(NIC_MODELS)}")
