@@ -7,6 +7,7 @@ walks a YAML mapping against such a table and reports every problem as
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +174,14 @@ def reference(fields: Iterable[Field]) -> str:
     """The Markdown table of a file's fields, as docs/hypervisors.md carries it."""
     lines = ["| field | value | default | meaning |", "|---|---|---|---|"]
     for f in fields:
-        default = "required" if f.default is REQUIRED else f"`{f.default!r}`" if f.default not in ((), {}) else "none"
+        if f.default is REQUIRED:
+            default = "required"
+        elif f.default is None:
+            default = "inherited"
+        elif f.default in ((), {}):
+            default = "empty"
+        else:
+            default = f"`{json.dumps(f.default)}`"
         kind = f.kind or getattr(f.parse, "kind", "")
         lines.append(f"| `{f.key}` | {kind} | {default} | {f.help} |")
     return "\n".join(lines) + "\n"

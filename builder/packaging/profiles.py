@@ -26,7 +26,7 @@ BUNDLES = ("ova", "zip", "files")      # how an artifact is shipped; see bundles
 
 PROFILE_FIELDS = (
     Field("product.name", text(r"[a-z][a-z0-9-]*", "a lower-case name (it starts every file name)"),
-          "short name; files are <name>_<version>..."),
+          "short name; files are `<name>_<version>...`"),
     Field("product.title", text(), "product name shown by the hypervisor (OVF Product, VM notes)"),
     Field("product.vendor", text(), "vendor shown by the hypervisor"),
     Field("product.annotation", text(), "description/notes given to the VM"),
@@ -43,7 +43,7 @@ PROFILE_FIELDS = (
 
 HYPERVISOR_FIELDS = (
     Field("title", text(), "the platform's name in docs and progress output"),
-    Field("descriptor", text(r"[a-z0-9-]+\.[a-z0-9]+\.j2", "a template file name <name>.<ext>.j2"),
+    Field("descriptor", text(r"[a-z0-9-]+\.[a-z0-9]+\.j2", "a template file name `<name>.<ext>.j2`"),
           "the one template in hypervisors/ that renders the descriptor"),
     Field("bundle", choice(BUNDLES, "a bundle kind"),
           "ova: tar of descriptor, .mf, disk; zip: descriptor + disk; files: both side by side"),
@@ -231,4 +231,4 @@ def load_profiles(hypervisors: str, directory: Path = HYPERVISORS_DIR) -> Profil
 def reference_doc() -> str:
     """The field reference for docs/hypervisors.md (a test keeps the two in step)."""
     return ("#### hypervisors/profile.yaml\n\n" + reference(PROFILE_FIELDS)
-            + "\n#### hypervisors/<name>.yaml\n\n" + reference(HYPERVISOR_FIELDS))
+            + "\n#### hypervisors/`<name>`.yaml\n\n" + reference(HYPERVISOR_FIELDS))
