@@ -1,0 +1,113 @@
+"""The appliance under test: lbctl (the real CLI, in a subprocess) and HAProxy in the lab's
+appliance namespace, with lbctl's paths moved into a private directory by its environment
+variables, the way the appliance's own paths are set by default."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lbctl import runtime
+from netlab import Lab, Proc, wait_until
+
+
+@dataclass
+class Appliance:
+    lab: Lab
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lbt-", dir="/tmp")))
+    haproxy: Proc | None = None
+    sites_written: int = 0
+
+    # A short root: the master and admin sockets must fit in sun_path (108 bytes).
+    @property
+    def admin_socket(self) -> Path:
+        return self.root / "admin.sock"
+
+    @property
+    def master_socket(self) -> Path:
+        return self.root / "master.sock"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def networkd_dir(self) -> Path:
+        return self.root / "networkd"
+
+    def env(self) -> dict[str, str]:
+        import os
+        return {**os.environ, "LBCTL_STATE_DIR": str(self.state_dir), "LBCTL_ADMIN_SOCKET": str(self.admin_socket),
+                "LBCTL_MASTER_SOCKET": str(self.master_socket), "LB_NETWORKD_DIR": str(self.networkd_dir),
+                "LBCTL_OS_RELEASE": "/nonexistent"}
+
+    def lbctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "lbctl", *args], capture_output=True, text=True,
+                                env=self.env(), timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"lbctl {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+        return result
+
+    def write_site(self, site: dict | str) -> Path:
+        self.sites_written += 1
+        path = self.root / f"site-{self.sites_written}.yaml"
+        path.write_text(site if isinstance(site, str) else yaml.safe_dump(site, sort_keys=False))
+        return path
+
+    def apply(self, site: dict | str, check: bool = True) -> subprocess.CompletedProcess:
+        result = self.lbctl("apply", str(self.write_site(site)), check=check)
+        self.lab.sync_addresses(self.networkd_dir)       # what networkd does on the appliance
+        return result
+
+    def start(self) -> None:
+        """Start HAProxy as the appliance's unit does (haproxy -Ws ... -S master socket)."""
+        config = self.state_dir / "current" / "haproxy.cfg"
+        self.haproxy = self.lab.spawn("lb", f"haproxy-{self.root.name}", [
+            "haproxy", "-Ws", "-f", str(config), "-p", str(self.root / "haproxy.pid"), "-S", str(self.master_socket)])
+        wait_until(lambda: runtime.show_info(self.admin_socket), 10, "HAProxy's runtime API")
+
+    def stop(self) -> None:
+        if self.haproxy is not None:
+            self.haproxy.stop()
+            self.haproxy = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # --- observation ------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        result = self.lbctl("status", "--json", check=False)
+        assert result.returncode in (0, 1), result.stderr
+        return json.loads(result.stdout)
+
+    def server(self, service: str, label: str) -> dict:
+        for svc in self.status()["services"]:
+            if svc["name"] == service:
+                for srv in svc["servers"]:
+                    if srv["label"] == label:
+                        return srv
+        raise AssertionError(f"{service}/{label} not in lbctl status")
+
+    def wait_server_state(self, service: str, label: str, state: str, timeout: float = 15) -> dict:
+        return wait_until(lambda: (s := self.server(service, label))["state"] == state and s, timeout,
+                          f"{service}/{label} to be {state}")
+
+    def wait_check(self, service: str, label: str, state: str, check_status: str, timeout: float = 15) -> dict:
+        """Until the server is in `state` and its last check result starts with `check_status`."""
+        def reached() -> dict | None:
+            server = self.server(service, label)
+            ok = server["state"] == state and server["last_check"]["status"].startswith(check_status)
+            return server if ok else None
+        return wait_until(reached, timeout, f"{service}/{label} {state} after a {check_status} check")
+
+    def table(self, service: str) -> dict[str, str]:
+        """The persistence table of a service: client address -> server label."""
+        return {e["key"]: e.get("server_key") or e["server_id"] for e in runtime.show_table(self.admin_socket, service)}

@@ -1,0 +1,108 @@
+"""Fixtures of the network-namespace suite: the lab (four namespaces) and the real servers are
+built once per session; every test gets its own appliance (state directory, HAProxy process).
+
+Prerequisites missing on the machine fail the suite loudly (scripts/host-setup test installs
+them); they are never skipped.
+"""
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from appliance import Appliance
+from backends import Backends, start_backends
+from netlab import SERVER_ADDRESSES, SNAT, VIP_DATA, VIP_DICOM, Lab, missing_prerequisites, wait_until
+
+FAST = {"check_interval_seconds": 1, "check_timeout_seconds": 1, "rise": 1, "fall": 2}
+# Timeouts must stay below the interval; with one-second checks that means a 2 s interval.
+FAST_CHECKS = {"check_interval_seconds": 2, "check_timeout_seconds": 1, "rise": 1, "fall": 2}
+FAST_PING = {"check_interval_seconds": 3, "check_timeout_seconds": 1, "rise": 1, "fall": 1}
+
+
+def servers(port: int | None = None) -> list[dict]:
+    entries = [{"label": "Server1", "address": SERVER_ADDRESSES["s1"]},
+               {"label": "Server2", "address": SERVER_ADDRESSES["s2"]}]
+    if port is not None:
+        for entry in entries:
+            entry["port"] = port
+    return entries
+
+
+# Every service of the preset, as the vendor guide lays them out (DICOM family on one VIP, SQL
+# and LDAP on another), with fast checks so that tests do not wait for the production timing.
+FULL_SITE: dict = {
+    "preset": "pacs",
+    "snat_address": SNAT,
+    "services": {
+        "DICOM": {"vip": VIP_DICOM, "check": "dicom-echo", "called_ae_title": "ANY-SCP", **FAST_CHECKS,
+                  "servers": servers()},
+        "DICOM-Secure": {"vip": VIP_DICOM, **FAST_CHECKS, "servers": servers()},
+        "DMWL": {"vip": VIP_DICOM, **FAST_PING, "servers": servers()},
+        "DMWL-Secure": {"vip": VIP_DICOM, **FAST_PING, "servers": servers()},
+        "SQL": {"vip": VIP_DATA, **FAST_CHECKS, "servers": servers()},
+        "LDAP": {"vip": VIP_DATA, "check": "ldap", **FAST_CHECKS, "servers": servers()},
+        "LDAP-Secure": {"vip": VIP_DATA, "check": "ldap", **FAST_CHECKS, "servers": servers()},
+        "QRSCP": {"vip": VIP_DICOM, **FAST_PING, "servers": servers()},
+        "QRSCP-Secure": {"vip": VIP_DICOM, **FAST_PING, "servers": servers()},
+    },
+}
+
+
+def full_site() -> dict:
+    return copy.deepcopy(FULL_SITE)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    problems = missing_prerequisites()
+    if problems:
+        pytest.fail("network-namespace tests cannot run: " + "; ".join(problems)
+                    + " (scripts/host-setup test installs the tools)", pytrace=False)
+    lab = Lab(tmp_path_factory.mktemp("lab"))
+    try:
+        lab.build()
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.fixture(scope="session")
+def backends(lab: Lab) -> Iterator[Backends]:
+    # Not below pytest's tmp dir: that is private to root, and slapd reads its files as nobody.
+    # The processes stop with the lab (Lab.close stops every process it spawned).
+    workdir = Path(tempfile.mkdtemp(prefix="lbt-servers-", dir="/tmp"))
+    workdir.chmod(0o755)
+    try:
+        yield start_backends(lab, workdir)
+    finally:
+        lab.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def appliance(lab: Lab) -> Iterator[Appliance]:
+    appliance = Appliance(lab)
+    try:
+        yield appliance
+    finally:
+        appliance.close()
+        lab.sync_addresses(Path("/nonexistent"))      # drop this test's VIPs again
+
+
+@pytest.fixture
+def running(appliance: Appliance, backends: Backends) -> Appliance:
+    """An appliance running the full site, every real server UP."""
+    appliance.apply(full_site())
+    appliance.start()
+
+    def all_checked_and_up() -> bool:
+        servers = [r for s in appliance.status()["services"] for r in s["servers"]]
+        return len(servers) == 18 and all(r["state"] == "UP" and r["last_check"]["status"] in ("L4OK", "L7OK", "PROCOK")
+                                          for r in servers)
+    wait_until(all_checked_and_up, 20, "every real server UP after a passed check")
+    return appliance
