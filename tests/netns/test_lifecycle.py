@@ -9,7 +9,7 @@ import sys
 from appliance import Appliance
 from backends import Backends
 from clients import sql_server_name, worklist_servers
-from conftest import full_site
+from sites import full_site
 from lbctl import runtime
 from netlab import CLIENT_ADDRESSES, SERVER_ADDRESSES, VIP_DATA, VIP_DICOM, Lab, wait_until
 

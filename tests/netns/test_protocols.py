@@ -13,7 +13,7 @@ from pathlib import Path
 from appliance import Appliance
 from backends import Backends
 from clients import make_dicom_file, sql_server_name, worklist_servers
-from conftest import full_site
+from sites import full_site
 from netlab import CLIENT_NET, LB_SERVER_SIDE, SNAT, VIP_DATA, VIP_DICOM, Lab
 
 

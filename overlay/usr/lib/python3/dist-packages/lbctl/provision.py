@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from . import console, credentials
 from .paths import DATA_DIR, TEMPLATES_DIR
 
@@ -92,6 +90,8 @@ def validate_password_hash(text: str) -> None:
 
 def load_network(text: str) -> dict:
     """Parse and check network.yaml; return it with defaults filled in."""
+    import yaml  # imported here: it costs seconds under emulation and most boots never need it
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -245,16 +245,20 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def store(key: str, text: str) -> bool:
-    """Keep an input on the data partition; True when it is new or changed."""
-    target = DATA_DIR / "provision" / key
-    marker = target.with_name(key + ".sha256")
-    if marker.exists() and marker.read_text().strip() == digest(text):
-        return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, text, 0o600)
-    write_atomic(marker, digest(text) + "\n", 0o600)
-    return True
+def marker(key: str) -> Path:
+    return DATA_DIR / "provision" / f"{key}.sha256"
+
+
+def is_new(key: str, text: str) -> bool:
+    """True when this input differs from the one applied last (or none was)."""
+    m = marker(key)
+    return not (m.exists() and m.read_text().strip() == digest(text))
+
+
+def store(key: str, text: str) -> None:
+    """Keep an input on the data partition, with the digest that marks it applied."""
+    write_atomic(DATA_DIR / "provision" / key, text, 0o600)
+    write_atomic(marker(key), digest(text) + "\n", 0o600)
 
 
 def write_atomic(path: Path, text: str, mode: int) -> None:
@@ -297,14 +301,30 @@ def render_network(network: dict) -> dict[str, str]:
 
 
 def apply_network() -> None:
-    text = stored("network")
-    network = load_network(text if text is not None else "")
+    """Install the management network for this boot: rendered files are kept on the data
+    partition and re-rendered only when network.yaml or the appliance version changes."""
+    from .version import appliance_version
+    from .paths import Paths
+
+    text = stored("network") or ""
+    rendered = DATA_DIR / "provision" / "networkd"
+    source = digest(text + "\0" + appliance_version(Paths.from_env().os_release))
+    stamp = rendered / ".source"
+    if not (stamp.exists() and stamp.read_text().strip() == source):
+        network = load_network(text)
+        if rendered.exists():
+            shutil.rmtree(rendered)
+        for name, content in render_network(network).items():
+            write_atomic(rendered / name, content, 0o644)
+        write_atomic(rendered / "hostname", (network["hostname"] or "") + "\n", 0o644)
+        write_atomic(stamp, source + "\n", 0o644)
     NETWORKD_DIR.mkdir(parents=True, exist_ok=True)
-    for name, content in render_network(network).items():
-        write_atomic(NETWORKD_DIR / name, content, 0o644)
-    if network["hostname"]:
-        Path("/etc/hostname").write_text(network["hostname"] + "\n")
-        subprocess.run(["hostname", network["hostname"]], check=False)
+    for path in sorted(rendered.glob("*.network")):
+        shutil.copyfile(path, NETWORKD_DIR / path.name)
+    hostname = (rendered / "hostname").read_text().strip()
+    if hostname:
+        Path("/etc/hostname").write_text(hostname + "\n")
+        subprocess.run(["hostname", hostname], check=False)
 
 
 def apply_site(changed: bool) -> None:
@@ -319,7 +339,10 @@ def apply_site(changed: bool) -> None:
             lines = [l for l in result.stderr.splitlines() if l.strip()]
             raise ProvisionError(f"lb.site: lbctl apply failed: {lines[0] if lines else 'no output'}")
     else:
-        subprocess.run([sys.executable, "-m", "lbctl", "init"], check=True)
+        from .apply import init
+        from .paths import Paths
+
+        init(Paths.from_env())      # in-process: a second python would cost seconds at first boot
 
 
 def collect() -> tuple[dict[str, str], dict[str, str]]:
@@ -335,17 +358,16 @@ def collect() -> tuple[dict[str, str], dict[str, str]]:
 
 def run() -> int:
     texts, origins = collect()
-    changed: set[str] = set()
-    for item in INPUTS:                      # validate everything before storing anything
-        if item.key in texts:
+    changed = {key for key, text in texts.items() if is_new(key, text)}
+    for item in INPUTS:                      # validate everything new before storing anything
+        if item.key in changed:
             try:
                 item.validate(texts[item.key])
             except ProvisionError as exc:
                 name = item.credential if origins[item.key] == "credential" else f"{CONFIG_DISK_LABEL}/{item.disk_file}"
                 raise ProvisionError(f"provisioning input {name}: {exc}") from None
-    for key, text in texts.items():
-        if store(key, text):
-            changed.add(key)
+    for key in changed:
+        store(key, texts[key])
     has_admin = apply_admin_credentials(changed)
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     flag = RUN_DIR / "need-admin-password"

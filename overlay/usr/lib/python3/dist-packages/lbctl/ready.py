@@ -10,7 +10,7 @@ import sys
 import time
 
 from . import console
-from .cli import collect_status
+from .status import collect_status
 from .paths import Paths
 
 TIMEOUT_SECONDS = 90

@@ -53,12 +53,12 @@ def address(role: str) -> Callable[[object], ipaddress.IPv4Address | ipaddress.I
     def parse(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         if not isinstance(value, str):
             raise Invalid(f"must be an IP address written as text (e.g. 192.168.85.5), not {describe(value)}")
+        if "/" in value or "%" in value:
+            raise Invalid(f"{value!r}: give a plain address, without a prefix length or scope")
         try:
             ip = ipaddress.ip_address(value.strip())
         except ValueError:
             raise Invalid(f"{value!r} is not an IPv4 or IPv6 address") from None
-        if "/" in value or getattr(ip, "scope_id", None):
-            raise Invalid(f"{value!r}: give a plain address, without a prefix length or scope")
         if ip.is_unspecified or ip.is_multicast or ip == ipaddress.IPv4Address("255.255.255.255"):
             raise Invalid(f"{value} is not a unicast address")
         if role == "local" and ip.is_loopback:

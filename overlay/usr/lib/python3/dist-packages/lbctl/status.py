@@ -155,8 +155,9 @@ def format_overview(st: dict) -> str:
             result = check["status"] or "-"
             if check["duration_ms"] is not None and check["duration_ms"] >= 0:
                 result += f" {check['duration_ms']}ms"
-            if check["detail"] and check["detail"] != check["status"]:
-                result += f" ({check['detail']})"
+            detail = check["detail"].strip("() ")
+            if detail and detail not in (check["status"], "tcp-check"):   # '(tcp-check)' says nothing
+                result += f" ({detail})"
             lines.append(f"  {srv['label']:<16} {srv['address']:<24} {srv['state']:<7} {srv['sessions']:>5}  "
                          f"last check {result}; {srv['state']} for {duration(srv['seconds_since_change'])}")
     return "\n".join(lines)

@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""PACS bench: DICOM through the appliance's HAProxy against DICOM straight to the real server.
+
+    sudo .venv/bin/python bench/pacs/run.py [--runs 5] [--size-mb 200] [--associations 500]
+
+Builds the netns lab of the test suite (client, appliance, two real servers; tests/netns/netlab.py)
+with a real lbctl-applied configuration and HAProxy, then measures:
+
+1. throughput: dcmtk storescu sends one DICOM object of --size-mb to dcmtk storescp (receiving,
+   not writing: --ignore, so the disk does not hide the proxy's cost), alternately
+   - direct:   client -> real server, routed by the appliance namespace's kernel, no HAProxy;
+   - through:  client -> DICOM VIP -> HAProxy -> the same real server (one real server, SNAT).
+   Medians of --runs pairs after one warm-up each; the goal is through/direct >= 0.9.
+2. concurrency: --associations DICOM associations opened at once through one VIP (pynetdicom,
+   from 20 client addresses, so both real servers get some), all held open together (HAProxy's
+   own session count is read while they are), then each does a C-ECHO and releases. The goal
+   is 500 with none failing. Repeated --concurrency-runs times.
+
+Writes bench/pacs/results.json and bench/pacs/results.md (with the machine it ran on).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path[:0] = [str(ROOT / "tests" / "netns")]
+
+from appliance import Appliance  # noqa: E402
+from clients import make_dicom_file  # noqa: E402
+from lbctl import runtime  # noqa: E402
+from netlab import CLIENT_ADDRESSES, SERVER_ADDRESSES, SNAT, VIP_DICOM, Lab, missing_prerequisites, wait_until  # noqa: E402
+
+PEERS = ROOT / "tests" / "netns" / "peers"
+
+
+def site(servers: list[str]) -> dict:
+    return {"preset": "pacs", "snat_address": SNAT, "services": {"DICOM": {
+        "vip": VIP_DICOM, "check_interval_seconds": 2, "check_timeout_seconds": 1,
+        "servers": [{"label": f"Server{n + 1}", "address": SERVER_ADDRESSES[s]} for n, s in enumerate(servers)]}}}
+
+
+def storescu_seconds(lab: Lab, host: str, file: Path) -> float:
+    started = time.monotonic()
+    result = lab.exec("cl", ["/usr/bin/storescu", host, "104", str(file)], check=False, timeout=600)
+    elapsed = time.monotonic() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"storescu to {host} failed: {result.stderr.strip()}")
+    return elapsed
+
+
+def throughput(lab: Lab, appliance: Appliance, workdir: Path, size_mb: int, runs: int) -> dict:
+    file = workdir / "big.dcm"
+    make_dicom_file(file, size_mb * 1024 * 1024)
+    size = file.stat().st_size
+    appliance.apply(site(["s1"]))
+    appliance.lbctl("status")           # healthy, or this raises
+    direct_host = SERVER_ADDRESSES["s1"]
+    storescu_seconds(lab, direct_host, file)               # warm-up: page cache, ARP, first fork
+    storescu_seconds(lab, VIP_DICOM, file)
+    direct, through = [], []
+    for _ in range(runs):
+        direct.append(storescu_seconds(lab, direct_host, file))
+        through.append(storescu_seconds(lab, VIP_DICOM, file))
+    mb = size / 1e6
+    direct_rate = mb / statistics.median(direct)
+    through_rate = mb / statistics.median(through)
+    return {"object_bytes": size, "runs": runs, "direct_seconds": direct, "through_seconds": through,
+            "direct_median_MBps": round(direct_rate, 1), "through_median_MBps": round(through_rate, 1),
+            "ratio_through_over_direct": round(through_rate / direct_rate, 3)}
+
+
+def concurrency(lab: Lab, appliance: Appliance, workdir: Path, associations: int, runs: int) -> dict:
+    appliance.apply(site(["s1", "s2"]))
+    wait_until(lambda: appliance.server("DICOM", "Server2")["state"] == "UP", 15, "Server2 UP")
+    sources = CLIENT_ADDRESSES[:20]
+    per_source = -(-associations // len(sources))
+    results = []
+    for run in range(runs):
+        status_file = workdir / f"held-{run}.json"
+        status_file.unlink(missing_ok=True)
+        cmd = [sys.executable, str(PEERS / "dicom_client.py"), "hold", "--host", VIP_DICOM, "--port", "104",
+               "--per-source", str(per_source), "--hold", "3", "--status-file", str(status_file)]
+        for source in sources:
+            cmd += ["--source", source]
+        proc = subprocess.Popen(["ip", "netns", "exec", lab.ns("cl"), *cmd], stdout=subprocess.PIPE, text=True)
+        wait_until(status_file.exists, 180, "all associations opened")
+        # While all are held: what HAProxy itself counts on the DICOM frontend and servers.
+        rows = {r["svname"]: r for r in runtime.show_stat(appliance.admin_socket) if r["pxname"] == "DICOM"}
+        out, _ = proc.communicate(timeout=300)
+        result = json.loads(out)
+        result["haproxy_frontend_sessions_while_held"] = int(rows["FRONTEND"]["scur"])
+        result["haproxy_server_sessions_while_held"] = {k: int(v["scur"]) for k, v in rows.items()
+                                                        if k not in ("FRONTEND", "BACKEND")}
+        results.append(result)
+    return {"associations": per_source * len(sources), "client_addresses": len(sources), "runs": results,
+            "all_runs_without_failure": all(r["established"] == r["requested"] == r["echo_ok"] for r in results),
+            "median_seconds_until_all_open": round(statistics.median(r["seconds_until_all_open"] for r in results), 2)}
+
+
+def machine() -> dict:
+    def first_line(cmd: list[str]) -> str:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip().splitlines()[0]
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    mem_kb = int(next(l.split()[1] for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")))
+    import pynetdicom
+    return {"cpu": cpu, "cores": len([l for l in Path("/proc/cpuinfo").read_text().splitlines()
+                                      if l.startswith("processor")]),
+            "ram_GiB": round(mem_kb / 1024 / 1024, 1), "kernel": platform.release(),
+            "haproxy": first_line(["haproxy", "-v"]), "dcmtk": first_line(["/usr/bin/storescu", "--version"]),
+            "pynetdicom": pynetdicom.__version__, "python": platform.python_version()}
+
+
+def markdown(results: dict) -> str:
+    m, t, c = results["machine"], results["throughput"], results["concurrency"]
+    lines = [
+        "# PACS bench: DICOM through the appliance's HAProxy", "",
+        f"Run {results['date']} with `bench/pacs/run.py` in network namespaces (client, appliance, two real servers;",
+        "veth links) on one machine:", "",
+        "| machine | |", "|---|---|",
+        f"| CPU | {m['cpu']}, {m['cores']} cores |", f"| RAM | {m['ram_GiB']} GiB |", f"| kernel | {m['kernel']} |",
+        f"| HAProxy | {m['haproxy']} |", f"| DICOM tools | {m['dcmtk'].strip()}, pynetdicom {m['pynetdicom']} |", "",
+        f"## C-STORE of one {t['object_bytes'] / 1e6:.0f} MB object (dcmtk storescu -> storescp --ignore)", "",
+        f"Medians of {t['runs']} alternating runs after a warm-up of each.", "",
+        "| path | median time | median throughput |", "|---|---|---|",
+        f"| direct (client -> real server, kernel routing only) | {statistics.median(t['direct_seconds']):.2f} s "
+        f"| {t['direct_median_MBps']} MB/s |",
+        f"| through the DICOM VIP (HAProxy, SNAT) | {statistics.median(t['through_seconds']):.2f} s "
+        f"| {t['through_median_MBps']} MB/s |",
+        f"| **ratio through / direct** | | **{t['ratio_through_over_direct']}** (goal >= 0.9) |", "",
+        f"## {c['associations']} concurrent C-ECHO associations through one VIP", "",
+        f"{c['associations']} associations from {c['client_addresses']} client addresses opened at once, held together, "
+        "then one C-ECHO each and a release.", "",
+        "| run | established | C-ECHO ok | failed | HAProxy sessions while held | all open after |", "|---|---|---|---|---|---|"]
+    for n, r in enumerate(c["runs"], 1):
+        lines.append(f"| {n} | {r['established']}/{r['requested']} | {r['echo_ok']} | {r['requested'] - r['echo_ok']} "
+                     f"| {r['haproxy_frontend_sessions_while_held']} "
+                     f"({', '.join(f'{k} {v}' for k, v in r['haproxy_server_sessions_while_held'].items())}) "
+                     f"| {r['seconds_until_all_open']:.2f} s |")
+    lines += ["", f"Median time until all were open: {c['median_seconds_until_all_open']} s. "
+              f"Every run without a failure: **{'yes' if c['all_runs_without_failure'] else 'NO'}**.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--size-mb", type=int, default=200)
+    parser.add_argument("--associations", type=int, default=500)
+    parser.add_argument("--concurrency-runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args()
+    problems = missing_prerequisites()
+    if problems:
+        print("bench cannot run: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="lbt-bench-", dir="/tmp"))
+    workdir.chmod(0o755)
+    lab = Lab(workdir)
+    appliance = None
+    try:
+        lab.build()
+        for server in ("s1", "s2"):
+            lab.spawn(server, f"{server}-storescp", ["/usr/bin/storescp", "-dhl", "--fork", "--ignore", "104"])
+            lab.wait_port(server, "0.0.0.0", 104)
+        appliance = Appliance(lab)
+        appliance.apply(site(["s1"]))
+        appliance.start()
+        results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+                   "throughput": throughput(lab, appliance, workdir, args.size_mb, args.runs),
+                   "concurrency": concurrency(lab, appliance, workdir, args.associations, args.concurrency_runs)}
+    finally:
+        if appliance is not None:
+            appliance.close()
+        lab.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "results.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
