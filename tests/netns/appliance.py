@@ -4,6 +4,7 @@ variables, the way the appliance's own paths are set by default."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,10 @@ import yaml
 
 from lbctl import runtime
 from netlab import Lab, Proc, wait_until
+
+# The HAProxy the suite runs (and lbctl checks with): the host's by default; another build, e.g.
+# the appliance's 3.0, with LBCTL_TEST_HAPROXY_BIN=/path/to/haproxy.
+HAPROXY = os.environ.get("LBCTL_TEST_HAPROXY_BIN", "haproxy")
 
 
 @dataclass
@@ -42,8 +47,7 @@ class Appliance:
         return self.root / "networkd"
 
     def env(self) -> dict[str, str]:
-        import os
-        return {**os.environ, "LBCTL_STATE_DIR": str(self.state_dir), "LBCTL_ADMIN_SOCKET": str(self.admin_socket),
+        return {**os.environ, "LBCTL_HAPROXY": HAPROXY, "LBCTL_STATE_DIR": str(self.state_dir), "LBCTL_ADMIN_SOCKET": str(self.admin_socket),
                 "LBCTL_MASTER_SOCKET": str(self.master_socket), "LB_NETWORKD_DIR": str(self.networkd_dir),
                 "LBCTL_OS_RELEASE": "/nonexistent"}
 
@@ -69,7 +73,7 @@ class Appliance:
         """Start HAProxy as the appliance's unit does (haproxy -Ws ... -S master socket)."""
         config = self.state_dir / "current" / "haproxy.cfg"
         self.haproxy = self.lab.spawn("lb", f"haproxy-{self.root.name}", [
-            "haproxy", "-Ws", "-f", str(config), "-p", str(self.root / "haproxy.pid"), "-S", str(self.master_socket)])
+            HAPROXY, "-Ws", "-f", str(config), "-p", str(self.root / "haproxy.pid"), "-S", str(self.master_socket)])
         wait_until(lambda: runtime.show_info(self.admin_socket), 10, "HAProxy's runtime API")
 
     def stop(self) -> None:
