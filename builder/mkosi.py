@@ -61,7 +61,7 @@ def inputs_digest(image_version: str, virtual_size: int) -> str:
                 continue
             h.update(str(path.relative_to(ROOT)).encode() + b"\0")
             h.update(path.readlink().as_posix().encode() if path.is_symlink() else path.read_bytes())
-            h.update(b"\1" if path.stat().st_mode & 0o111 and not path.is_symlink() else b"\0")
+            h.update(b"\1" if not path.is_symlink() and path.stat().st_mode & 0o111 else b"\0")
     for env in ("LB_MIRROR", "LB_SECURITY_MIRROR", "LB_SNAPSHOT", "SOURCE_DATE_EPOCH"):
         h.update(f"{env}={settings.get(env)}\n".encode())
     h.update(f"version={image_version}\nsize={virtual_size}\n".encode())
@@ -148,13 +148,13 @@ def build(virtual_size: int, force: bool = False) -> BuiltImage:
     with progress.step(f"mkosi build of {IMAGE_ID} {image_version}"):
         run_mkosi(args, build_dir / "mkosi.log")
 
-    stem = output_dir / f"{IMAGE_ID}_{image_version}"
-    raw = stem.with_suffix(".raw")
+    stem = f"{IMAGE_ID}_{image_version}"
+    raw = output_dir / f"{stem}.raw"
     with progress.step(f"lay out the disk at its virtual size ({virtual_size // 2**30} GiB)"):
         extend_to_virtual_size(raw, virtual_size)
     built = BuiltImage(
-        version=image_version, raw=str(raw), root_partition=str(stem.with_suffix(".root.raw")),
-        uki=str(stem.with_suffix(".efi")), mkosi_manifest=str(stem.with_suffix(".manifest")),
+        version=image_version, raw=str(raw), root_partition=str(output_dir / f"{stem}.root.raw"),
+        uki=str(output_dir / f"{stem}.efi"), mkosi_manifest=str(output_dir / f"{stem}.manifest"),
         virtual_size=virtual_size, inputs_digest=digest,
         built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), source_date_epoch=epoch)
     built.save(record)

@@ -5,7 +5,6 @@ a config disk labelled LBCONFIG. This module makes both for tests and for `lbima
 """
 from __future__ import annotations
 
-import base64
 import subprocess
 from pathlib import Path
 
@@ -22,15 +21,6 @@ def as_credentials(inputs: dict[str, str]) -> dict[str, str]:
     """{input key: text} -> {systemd credential name: text}, for QEMU -fw_cfg."""
     check_keys(inputs)
     return {INPUTS_BY_KEY[key].credential: text for key, text in inputs.items()}
-
-
-def smbios_args(inputs: dict[str, str]) -> list[str]:
-    """The same inputs as QEMU -smbios type=11 strings (what a hypervisor's SMBIOS OEM strings carry)."""
-    args = []
-    for name, text in as_credentials(inputs).items():
-        encoded = base64.b64encode(text.encode()).decode()
-        args += ["-smbios", f"type=11,value=io.systemd.credential.binary:{name}={encoded}"]
-    return args
 
 
 def make_config_disk(inputs: dict[str, str], path: Path, size_kib: int = 2048) -> Path:

@@ -7,6 +7,7 @@ file boots with close device models. The VM is always killed on exit; its consol
 """
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import re
@@ -68,7 +69,8 @@ class VMSpec:
     nics: list[Nic] = field(default_factory=lambda: [Nic(ssh=True)])
     cpus: int = 2
     memory_mib: int = 4096
-    credentials: dict[str, str] = field(default_factory=dict)   # systemd credentials, via fw_cfg
+    credentials: dict[str, str] = field(default_factory=dict)   # systemd credentials, by name
+    credential_transport: str = "fw_cfg"   # "fw_cfg" (files, any size) or "smbios" (type 11 OEM strings)
     extra_disks: list[Path] = field(default_factory=list)        # e.g. an LBCONFIG config disk (raw)
     extra_devices: list[str] = field(default_factory=list)       # more -device specs, e.g. "pvscsi" (a bare controller)
     netns: str | None = None       # run QEMU inside this network namespace (for TAP backends)
@@ -180,11 +182,26 @@ class VM:
             else:
                 raise ValueError(f"nics[{n}].backend {nic.backend!r}: expected 'user' or 'tap:<ifname>'")
             argv += ["-netdev", netdev, "-device", f"{NIC_MODELS[nic.model]},netdev=net{n},mac={mac},id=nic{n}"]
+        argv += self.credential_args()
+        return in_netns(s.netns, argv)
+
+    def credential_args(self) -> list[str]:
+        """systemd credentials for the guest, as a hypervisor would pass them."""
+        s = self.spec
+        if s.credential_transport == "smbios":
+            args = []
+            for name, value in s.credentials.items():
+                encoded = base64.b64encode(value.encode()).decode()
+                args += ["-smbios", f"type=11,value=io.systemd.credential.binary:{name}={encoded}"]
+            return args
+        if s.credential_transport != "fw_cfg":
+            raise ValueError(f"credential_transport {s.credential_transport!r}: expected 'fw_cfg' or 'smbios'")
+        args = []
         for name, value in s.credentials.items():
             cred = self.workdir / f"{self.name}-cred-{name}"
             cred.write_text(value)
-            argv += ["-fw_cfg", f"name=opt/io.systemd.credentials/{name},file={cred}"]
-        return in_netns(s.netns, argv)
+            args += ["-fw_cfg", f"name=opt/io.systemd.credentials/{name},file={cred}"]
+        return args
 
     def start(self) -> "VM":
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -233,6 +250,8 @@ class VM:
             failed = FAILED.search(text)
             if failed:
                 raise ApplianceFailed(failed.group(1).strip(), self.console_log)
+            if "Kernel panic - not syncing" in text:
+                raise BootError(f"kernel panic before {pattern.pattern!r} (console log: {self.console_log})")
             if self.proc and self.proc.poll() is not None:
                 raise BootError(f"QEMU exited with code {self.proc.returncode} before {pattern.pattern!r}: "
                                 f"{self.qemu_output().strip()[-2000:]} (console log: {self.console_log})")

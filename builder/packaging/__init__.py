@@ -98,7 +98,7 @@ def preflight(built: BuiltImage, profiles: Profiles) -> Path:
             users = {m: [hv.name for hv in profiles.hypervisors if m in hv.guest_modules] for m in missing}
             raise ValueError("the UKI's initrd lacks kernel modules the hypervisors need: "
                              + ", ".join(f"{m} ({', '.join(u)})" for m, u in users.items())
-                             + "; see KernelModulesInitrdInclude= in image/mkosi.conf")
+                             + "; see image/initrd/modules")
     return raw
 
 

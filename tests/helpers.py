@@ -1,0 +1,46 @@
+"""Helpers shared by tests (import as `from helpers import ...`; pytest puts tests/ on sys.path)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from builder import provision
+
+
+def artifact(manifest: dict, dist: Path, hypervisor: str, suffix: str) -> Path:
+    """The file of a hypervisor's artifact whose name ends with `suffix`, per the manifest."""
+    for entry in manifest["artifacts"]:
+        if entry["hypervisor"] == hypervisor:
+            for f in entry["files"]:
+                if f["path"].endswith(suffix):
+                    return dist / f["path"]
+    raise AssertionError(f"manifest has no {hypervisor} file ending in {suffix}")
+
+
+def provisioned(public_key: str, **inputs: str) -> dict[str, str]:
+    """Credentials for a VM: the test SSH key plus any other provisioning inputs by key."""
+    return provision.as_credentials({"admin-ssh-keys": public_key, **inputs})
+
+
+def make_dicom_file(path: Path, size_bytes: int = 4096) -> str:
+    """A Secondary Capture object with `size_bytes` of pixel data; returns its SOP Instance UID."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = "Lb^Test", "LBT1", "OT"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.Columns = 1024
+    ds.Rows = max(1, size_bytes // 1024)
+    ds.PixelData = bytes(ds.Rows * ds.Columns)
+    ds.save_as(path, enforce_file_format=True)
+    path.chmod(0o644)
+    return str(ds.SOPInstanceUID)

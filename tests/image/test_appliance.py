@@ -1,0 +1,188 @@
+"""The appliance image, booted: what the foundation issue promises, checked inside the guest.
+
+One appliance (the KVM qcow2 from dist/) is booted for the module with four NICs: eth0 on QEMU
+user networking (SSH), eth1 on a TAP device in a network namespace where a real DICOM server
+(dcmtk storescp) runs, eth2 and eth3 isolated. It is provisioned through systemd credentials
+(fw_cfg) with an SSH key, a network file and a site file. Further boots check the config-disk
+path (and that two instances differ), and that bad provisioning input fails with a reason.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from builder import provision, qemu
+from builder.netns import Namespace
+from helpers import artifact, make_dicom_file, provisioned
+
+SEGMENT = "10.201.0"                 # the TAP segment between the namespace and the guest's eth1
+HOST_SIDE, GUEST = f"{SEGMENT}.1", f"{SEGMENT}.2"
+VIP, SNAT = f"{SEGMENT}.10", f"{SEGMENT}.11"
+STORESCP_PORT = 11112
+LOG_DIR = Path(__file__).resolve().parents[2] / "build" / "test-logs"
+
+NETWORK = f"""\
+hostname: lb-test
+interfaces:
+  eth0: {{dhcp: true}}
+  eth1: {{address: {GUEST}/24}}
+"""
+SITE = f"""\
+preset: pacs
+snat_address: {SNAT}
+interface: eth1
+services:
+  DICOM:
+    vip: {VIP}
+    servers:
+      - {{label: Server1, address: {HOST_SIDE}, port: {STORESCP_PORT}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def kvm_disk(manifest: dict, built_dist: Path) -> Path:
+    return artifact(manifest, built_dist, "kvm", ".qcow2")
+
+
+@pytest.fixture(scope="module")
+def segment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Namespace, Path]]:
+    """A namespace holding the TAP device for the guest's eth1 and a real DICOM server."""
+    workdir = tmp_path_factory.mktemp("segment")
+    (workdir / "received").mkdir()
+    with Namespace("lbimg") as ns:
+        ns.add_tap("tap0", f"{HOST_SIDE}/24")
+        with (workdir / "storescp.log").open("w") as log:
+            scp = ns.popen(["/usr/bin/storescp", "-d", "-od", str(workdir / "received"), str(STORESCP_PORT)],
+                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield ns, workdir
+        finally:
+            scp.send_signal(signal.SIGTERM)
+            scp.wait(10)
+
+
+@pytest.fixture(scope="module")
+def appliance(kvm_disk: Path, ssh_keypair: tuple[Path, str], segment: tuple[Namespace, Path]) -> Iterator[qemu.VM]:
+    ns, workdir = segment
+    spec = qemu.VMSpec(disk=kvm_disk, disk_format="qcow2", disk_bus="virtio", netns=ns.name,
+                       nics=[qemu.Nic(ssh=True), qemu.Nic(backend="tap:tap0"), qemu.Nic(), qemu.Nic()],
+                       credentials=provisioned(ssh_keypair[1], network=NETWORK, site=SITE))
+    vm = qemu.VM(spec, workdir / "vm", ssh_key=ssh_keypair[0], name="appliance")
+    try:
+        vm.start()
+        vm.wait_ready(timeout=300)
+        yield vm
+    finally:
+        vm.stop()
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        if vm.console_log.exists():
+            shutil.copy(vm.console_log, LOG_DIR / "appliance-console.log")
+
+
+def guest(vm: qemu.VM, command: str) -> str:
+    return vm.ssh(command).stdout
+
+
+def test_ready_line_names_the_built_version(appliance: qemu.VM, manifest: dict) -> None:
+    assert appliance.version == manifest["version"]
+    assert guest(appliance, "lbctl version").strip() == manifest["version"]
+
+
+def test_four_nics_named_eth0_to_eth3_in_adapter_order(appliance: qemu.VM) -> None:
+    links = json.loads(guest(appliance, "ip -j link show"))
+    macs = {l["ifname"]: l["address"] for l in links if l["ifname"] != "lo"}
+    # QEMU gives NIC n the MAC 52:54:00:1b:00:0n, in the order the hypervisor lists the adapters.
+    assert macs == {f"eth{n}": f"52:54:00:1b:00:{n:02x}" for n in range(4)}
+    drivers = guest(appliance, "for i in 0 1 2 3; do basename $(readlink /sys/class/net/eth$i/device/driver); done")
+    assert drivers.split() == ["virtio_net"] * 4
+
+
+def test_appliance_software_is_installed_and_nothing_more(appliance: qemu.VM) -> None:
+    assert "HAProxy version 3.0" in guest(appliance, "haproxy -v")
+    assert "heartbeat" in guest(appliance, "systemctl cat heartbeat.service")
+    for command in ("nft --version", "echoscu --version", "ip -V", "sshd -V 2>&1",
+                    "python3 -c 'import yaml, jinja2, click'", "systemctl is-active systemd-timesyncd"):
+        appliance.ssh(command)
+    # No documentation, man pages or translations.
+    assert guest(appliance, "ls /usr/share/man /usr/share/info 2>/dev/null | wc -l").strip() == "0"
+    assert guest(appliance, "ls /usr/share/locale | wc -l").strip() == "0"
+    assert guest(appliance, "find /usr/share/doc -type f ! -name copyright | wc -l").strip() == "0"
+
+
+def test_disk_is_20_gib_with_a_b_slots_and_a_grown_data_partition(appliance: qemu.VM, manifest: dict) -> None:
+    disk = json.loads(guest(appliance, "lsblk -J -b -o NAME,SIZE,PARTLABEL,MOUNTPOINTS /dev/vda"))["blockdevices"][0]
+    assert disk["size"] == 20 * 2**30
+    labels = [p["partlabel"] for p in disk["children"]]
+    assert labels == ["esp", f"lbroot_{manifest['version']}", "_empty", "lbdata"]
+    data = disk["children"][3]
+    assert set(data["mountpoints"]) == {"/var/lib/lbappliance", "/var/log"}
+    assert data["size"] > 16 * 2**30, "the data partition did not grow into the disk"
+    size = int(guest(appliance, "df --output=size -B1 /var/lib/lbappliance | tail -1"))
+    assert size > 15 * 2**30, "the data file system did not grow with its partition"
+
+
+def test_no_password_and_no_shipped_host_keys(appliance: qemu.VM) -> None:
+    shadow = guest(appliance, "getent shadow root").split(":")[1]
+    assert not shadow.startswith("$"), "root has a password although none was provisioned"
+    assert guest(appliance, "ls /etc/ssh/ | grep -c ssh_host_ || true").strip() == "0"
+    assert "ssh_host_ed25519_key" in guest(appliance, "ls /var/lib/lbappliance/ssh/")
+
+
+def test_provisioned_network_and_site_are_applied(appliance: qemu.VM) -> None:
+    assert guest(appliance, "hostname").strip() == "lb-test"
+    addresses = guest(appliance, "ip -4 -o addr show dev eth1")
+    for address in (f"{GUEST}/24", VIP, SNAT):
+        assert address in addresses
+    status = json.loads(appliance.ssh("lbctl status --json").stdout)
+    assert status["healthy"] is True
+    assert [s["name"] for s in status["services"]] == ["DICOM"]
+
+
+def test_dicom_object_stored_through_the_dicom_vip(appliance: qemu.VM, segment: tuple[Namespace, Path],
+                                                   tmp_path: Path) -> None:
+    ns, workdir = segment
+    sop_uid = make_dicom_file(tmp_path / "object.dcm", size_bytes=256 * 1024)
+    result = ns.run(["/usr/bin/storescu", "-aec", "ANY-SCP", VIP, "104", str(tmp_path / "object.dcm")], timeout=120)
+    assert result.returncode == 0, result.stderr
+    received = [p.name for p in (workdir / "received").iterdir()]
+    assert any(sop_uid in name for name in received), received
+    # The real server saw the SNAT address, not the guest's own address on that segment.
+    log = (workdir / "storescp.log").read_text()
+    assert f"Association Received: {SNAT}" in log
+    assert f"Association Received: {GUEST}" not in log
+
+
+def test_second_instance_from_config_disk_has_its_own_identity(appliance: qemu.VM, kvm_disk: Path,
+                                                               ssh_keypair: tuple[Path, str], start_vm,
+                                                               tmp_path: Path) -> None:
+    """A second copy, provisioned from an LBCONFIG disk instead of credentials, gets its own
+    machine-id and SSH host keys: neither is shipped in the image."""
+    config_disk = provision.make_config_disk(
+        {"admin-ssh-keys": ssh_keypair[1], "network": "hostname: lb-second\n"}, tmp_path / "lbconfig.img")
+    second = start_vm(qemu.VMSpec(disk=kvm_disk, disk_format="qcow2", extra_disks=[config_disk]), name="second")
+    assert guest(second, "hostname").strip() == "lb-second"
+    identity = "cat /etc/machine-id; cat /var/lib/lbappliance/ssh/*.pub | cut -d' ' -f2"
+    first_id, second_id = guest(appliance, identity).split(), guest(second, identity).split()
+    assert len(first_id) == len(second_id) == 3          # machine-id, ed25519 and ECDSA host keys
+    assert not set(first_id) & set(second_id)
+
+
+@pytest.mark.parametrize("bad_input, transport, reason", [
+    ({"site": SITE.replace(VIP, "10.201.0.300")}, "fw_cfg", "services.DICOM.vip"),
+    ({"admin-ssh-keys": "ssh-ed25519 AAAAnotakey root@nowhere\n"}, "smbios",
+     "lb.admin.ssh-keys: line 1: not a valid OpenSSH public key"),
+], ids=["malformed-site-file", "bad-ssh-key-over-smbios"])
+def test_bad_provisioning_input_fails_with_its_reason(kvm_disk: Path, ssh_keypair: tuple[Path, str], start_vm,
+                                                     bad_input: dict, transport: str, reason: str) -> None:
+    inputs = {"admin-ssh-keys": ssh_keypair[1], **bad_input}
+    vm = start_vm(qemu.VMSpec(disk=kvm_disk, disk_format="qcow2", credentials=provision.as_credentials(inputs),
+                              credential_transport=transport), name="bad", wait=False)
+    with pytest.raises(qemu.ApplianceFailed) as failure:
+        vm.wait_ready(timeout=300)
+    assert reason in failure.value.reason
