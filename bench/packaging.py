@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -23,25 +21,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from builder import settings  # noqa: E402
 from builder.mkosi import BuiltImage, allocated_bytes  # noqa: E402
 from builder.packaging import SIZE_BUDGET_BYTES, load_profiles, package  # noqa: E402
+from machine import describe  # noqa: E402
 
 ISSUE_BASELINE_MB = 380          # "a VMDK of a bare image", from the packaging issue
 TIME_BUDGET_S = 90
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                       if line.startswith("MemTotal")))
-    qemu_img = subprocess.run(["qemu-img", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem_kib / 2**20, 1),
-            "os": platform.platform(), "python": platform.python_version(), "qemu_img": qemu_img,
-            "load_average_at_start": os.getloadavg()}
 
 
 def timed_convert(raw: Path, target: Path, *options: str) -> tuple[float, int]:
@@ -67,7 +55,7 @@ def main() -> None:
         sys.exit(f"no built image in {build_dir} (image.json); build one or pass --build-dir")
     raw = Path(built.raw)
     profiles = load_profiles("all")
-    result: dict = {"machine": machine(), "image": {"version": built.version, "raw_virtual_bytes": raw.stat().st_size,
+    result: dict = {"machine": describe(qemu_img=["qemu-img", "--version"]), "image": {"version": built.version, "raw_virtual_bytes": raw.stat().st_size,
                                                     "raw_allocated_bytes": allocated_bytes(raw)}}
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-packaging-", dir=build_dir) as scratch:

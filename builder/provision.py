@@ -6,6 +6,7 @@ a config disk labelled LBCONFIG. This module makes both for tests and for `lbima
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
 
 from lbctl.provision import CONFIG_DISK_LABEL, INPUTS_BY_KEY
@@ -23,10 +24,21 @@ def as_credentials(inputs: dict[str, str]) -> dict[str, str]:
     return {INPUTS_BY_KEY[key].credential: text for key, text in inputs.items()}
 
 
-def make_config_disk(inputs: dict[str, str], path: Path, size_kib: int = 2048) -> Path:
-    """A small FAT disk labelled LBCONFIG holding one file per input (no root mount needed)."""
+def make_config_disk(inputs: dict[str, str], path: Path, size_kib: int = 2048, fmt: str = "fat") -> Path:
+    """A config disk labelled LBCONFIG holding one file per input (no root mount needed):
+    fmt "fat" is a small FAT disk image, "iso" an ISO 9660 image to attach as a CD-ROM (what
+    VMware, Hyper-V and Nutanix attach most easily)."""
     check_keys(inputs)
     path.unlink(missing_ok=True)
+    if fmt == "iso":
+        with tempfile.TemporaryDirectory() as tree:
+            for key, text in inputs.items():
+                (Path(tree) / INPUTS_BY_KEY[key].disk_file).write_text(text)
+            subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", CONFIG_DISK_LABEL, "-J", "-R",
+                            "-o", str(path), tree], check=True, capture_output=True)
+        return path
+    if fmt != "fat":
+        raise ValueError(f"config disk format {fmt!r}: expected 'fat' or 'iso'")
     subprocess.run(["mkfs.vfat", "-n", CONFIG_DISK_LABEL, "-C", str(path), str(size_kib)],
                    check=True, capture_output=True)
     for key, text in inputs.items():

@@ -72,6 +72,7 @@ class VMSpec:
     credentials: dict[str, str] = field(default_factory=dict)   # systemd credentials, by name
     credential_transport: str = "fw_cfg"   # "fw_cfg" (files, any size) or "smbios" (type 11 OEM strings)
     extra_disks: list[Path] = field(default_factory=list)        # e.g. an LBCONFIG config disk (raw)
+    cdrom: Path | None = None      # an ISO on a SATA CD-ROM drive, e.g. an LBCONFIG config ISO
     extra_devices: list[str] = field(default_factory=list)       # more -device specs, e.g. "pvscsi" (a bare controller)
     netns: str | None = None       # run QEMU inside this network namespace (for TAP backends)
     snapshot: bool = True          # never write to the disk file under test
@@ -166,6 +167,10 @@ class VM:
         for n, extra in enumerate(s.extra_disks, 1):
             argv += ["-drive", f"file={extra},format=raw,if=none,id=extra{n},readonly=on",
                      "-device", f"virtio-blk-pci,drive=extra{n}"]
+        if s.cdrom:
+            # q35's built-in AHCI controller; its last port, clear of a SATA root disk.
+            argv += ["-drive", f"file={s.cdrom},format=raw,media=cdrom,readonly=on,if=none,id=cdrom0",
+                     "-device", "ide-cd,drive=cdrom0,bus=ide.5"]
         for device in s.extra_devices:
             argv += ["-device", device]
         for n, nic in enumerate(s.nics):
@@ -223,6 +228,15 @@ class VM:
             except ProcessLookupError:
                 pass
             self.proc.wait(timeout=30)
+
+    def poweroff(self, timeout: float = 180) -> None:
+        """Shut the guest down cleanly (as an admin would) and wait for QEMU to exit."""
+        self.ssh("systemctl --no-block poweroff", check=False, retry_for=0)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise BootError(f"the guest did not power off within {timeout:.0f} s "
+                            f"(console log: {self.console_log})") from None
 
     def __enter__(self) -> "VM":
         return self.start()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,10 +33,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "netns")]
+sys.path[:0] = [str(ROOT / "tests" / "netns"), str(ROOT / "bench")]
 
 from appliance import Appliance  # noqa: E402
 from clients import make_dicom_file  # noqa: E402
+from machine import describe  # noqa: E402
 from lbctl import runtime  # noqa: E402
 from netlab import CLIENT_ADDRESSES, SERVER_ADDRESSES, SNAT, VIP_DICOM, Lab, missing_prerequisites, wait_until  # noqa: E402
 
@@ -108,18 +108,10 @@ def concurrency(lab: Lab, appliance: Appliance, workdir: Path, associations: int
             "median_seconds_until_all_open": round(statistics.median(r["seconds_until_all_open"] for r in results), 2)}
 
 
-def machine() -> dict:
-    def first_line(cmd: list[str]) -> str:
-        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip().splitlines()[0]
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
-    mem_kb = int(next(l.split()[1] for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")))
+def pacs_machine() -> dict:
     import pynetdicom
-    return {"cpu": cpu, "cores": len([l for l in Path("/proc/cpuinfo").read_text().splitlines()
-                                      if l.startswith("processor")]),
-            "ram_GiB": round(mem_kb / 1024 / 1024, 1), "kernel": platform.release(),
-            "haproxy": first_line(["haproxy", "-v"]), "dcmtk": first_line(["/usr/bin/storescu", "--version"]),
-            "pynetdicom": pynetdicom.__version__, "python": platform.python_version()}
+    return {**describe(haproxy=["haproxy", "-v"], dcmtk=["/usr/bin/storescu", "--version"]),
+            "pynetdicom": pynetdicom.__version__}
 
 
 def markdown(results: dict) -> str:
@@ -129,7 +121,7 @@ def markdown(results: dict) -> str:
         f"Run {results['date']} with `bench/pacs/run.py` in network namespaces (client, appliance, two real servers;",
         "veth links) on one machine:", "",
         "| machine | |", "|---|---|",
-        f"| CPU | {m['cpu']}, {m['cores']} cores |", f"| RAM | {m['ram_GiB']} GiB |", f"| kernel | {m['kernel']} |",
+        f"| CPU | {m['cpu']}, {m['cores']} cores |", f"| RAM | {m['ram_gib']} GiB |", f"| kernel | {m['kernel']} |",
         f"| HAProxy | {m['haproxy']} |", f"| DICOM tools | {m['dcmtk'].strip()}, pynetdicom {m['pynetdicom']} |", "",
         f"## C-STORE of one {t['object_bytes'] / 1e6:.0f} MB object (dcmtk storescu -> storescp --ignore)", "",
         f"Medians of {t['runs']} alternating runs after a warm-up of each.", "",
@@ -177,7 +169,7 @@ def main() -> int:
         appliance = Appliance(lab)
         appliance.apply(site(["s1"]))
         appliance.start()
-        results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+        results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": pacs_machine(),
                    "throughput": throughput(lab, appliance, workdir, args.size_mb, args.runs),
                    "concurrency": concurrency(lab, appliance, workdir, args.associations, args.concurrency_runs)}
     finally:

@@ -161,16 +161,42 @@ def test_dicom_object_stored_through_the_dicom_vip(appliance: qemu.VM, segment: 
 def test_second_instance_from_config_disk_has_its_own_identity(appliance: qemu.VM, kvm_disk: Path,
                                                                ssh_keypair: tuple[Path, str], start_vm,
                                                                tmp_path: Path) -> None:
-    """A second copy, provisioned from an LBCONFIG disk instead of credentials, gets its own
-    machine-id and SSH host keys: neither is shipped in the image."""
-    config_disk = provision.make_config_disk(
-        {"admin-ssh-keys": ssh_keypair[1], "network": "hostname: lb-second\n"}, tmp_path / "lbconfig.img")
-    second = start_vm(qemu.VMSpec(disk=kvm_disk, disk_format="qcow2", extra_disks=[config_disk]), name="second")
+    """A second copy, provisioned from an LBCONFIG ISO on a CD-ROM drive instead of credentials,
+    gets its own machine-id and SSH host keys: neither is shipped in the image."""
+    config_iso = provision.make_config_disk(
+        {"admin-ssh-keys": ssh_keypair[1], "network": "hostname: lb-second\n"}, tmp_path / "lbconfig.iso", fmt="iso")
+    second = start_vm(qemu.VMSpec(disk=kvm_disk, disk_format="qcow2", cdrom=config_iso), name="second")
     assert guest(second, "hostname").strip() == "lb-second"
     identity = "cat /etc/machine-id; cat /var/lib/lbappliance/ssh/*.pub | cut -d' ' -f2"
     first_id, second_id = guest(appliance, identity).split(), guest(second, identity).split()
     assert len(first_id) == len(second_id) == 3          # machine-id, ed25519 and ECDSA host keys
     assert not set(first_id) & set(second_id)
+
+
+def test_reboot_keeps_identity_configuration_and_vips(kvm_disk: Path, ssh_keypair: tuple[Path, str], start_vm,
+                                                      tmp_path: Path) -> None:
+    """The same disk booted again, its provisioning (a FAT config disk) still attached, re-applies
+    nothing, keeps its machine-id and host keys, and puts the VIP and SNAT addresses back on eth1
+    (their networkd drop-ins live under /run, which every boot starts empty)."""
+    disk = tmp_path / "disk.qcow2"      # a writable overlay on the artifact, kept across both boots
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(kvm_disk), "-F", "qcow2", str(disk)],
+                   check=True)
+    config_disk = provision.make_config_disk({"admin-ssh-keys": ssh_keypair[1], "network": NETWORK, "site": SITE},
+                                             tmp_path / "lbconfig.img")
+    spec = qemu.VMSpec(disk=disk, disk_format="qcow2", snapshot=False, nics=[qemu.Nic(ssh=True), qemu.Nic()],
+                       extra_disks=[config_disk])
+    identity = "cat /etc/machine-id /var/lib/lbappliance/ssh/*.pub"
+    first = start_vm(spec, name="first-boot")
+    before = guest(first, identity)
+    first.poweroff()
+    second = start_vm(spec, name="second-boot")
+    assert guest(second, identity) == before
+    assert "new or changed inputs: none" in guest(second, "journalctl -b -u lb-provision")
+    addresses = guest(second, "ip -4 -o addr show dev eth1")
+    for address in (f"{GUEST}/24", VIP, SNAT):
+        assert address in addresses
+    status = json.loads(second.ssh("lbctl status --json").stdout)
+    assert status["healthy"] is True and [s["name"] for s in status["services"]] == ["DICOM"]
 
 
 @pytest.mark.parametrize("bad_input, transport, reason", [

@@ -339,10 +339,18 @@ def apply_site(changed: bool) -> None:
             lines = [l for l in result.stderr.splitlines() if l.strip()]
             raise ProvisionError(f"lb.site: lbctl apply failed: {lines[0] if lines else 'no output'}")
     else:
+        from . import state
         from .apply import init
+        from .network import install_networkd_dropins
         from .paths import Paths
 
-        init(Paths.from_env())      # in-process: a second python would cost seconds at first boot
+        paths = Paths.from_env()
+        # in-process: a second python would cost seconds at boot
+        if init(paths) is None:
+            # A configuration is in place from an earlier boot. Its VIP and SNAT addresses live in
+            # networkd drop-ins under /run, which is new at every boot: put them back before
+            # networkd starts (this unit runs before it), so HAProxy can bind the VIPs again.
+            install_networkd_dropins(state.target_of(paths.current))
 
 
 def collect() -> tuple[dict[str, str], dict[str, str]]:

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Benchmark: building the appliance image and booting it to READY.
+
+    sudo .venv/bin/python bench/image.py [--warm-runs 3] [--boots 5] [--keep-cache]
+
+Works in its own scratch directory (--scratch, default /var/tmp/lbimage-bench), so that the
+cache and build/ of the checkout are left alone, and records:
+
+1. cold build: mkosi with an empty package and incremental cache (downloads included);
+2. rebuild from the same inputs (--force, warm cache): its time, and whether the root partition,
+   the UKI and the whole disk are bit-identical to the cold build's (reproducibility);
+3. warm rebuild after one overlay file changes (a comment appended to a sysctl file, restored
+   afterwards), --warm-runs times;
+4. sizes: the raw disk's used bytes, the root file system's used bytes (df in the guest), the
+   UKI, and the compressed KVM qcow2 as `lbimage build` ships it;
+5. boot to READY under TCG (and KVM where kvm_usable() says it works), --boots times, from QEMU's
+   start to the `LBAPPLIANCE READY` line, 4 virtio NICs, provisioned with an SSH key.
+
+Writes bench/image.json and bench/image.md. Medians are quoted; the raw runs are kept in the JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from builder import mkosi, progress, provision, qemu  # noqa: E402
+from builder.mkosi import BuiltImage, allocated_bytes  # noqa: E402
+from builder.packaging import load_profiles, package  # noqa: E402
+from machine import describe, one_line  # noqa: E402
+
+# The naive baseline from the foundation issue: a bare trixie mkosi image with kernel, haproxy, heartbeat.
+BASELINE = {"build_s": 90, "used_mb": 840, "compressed_mb": 380, "boot_to_login_s": 60}
+GOALS = {"warm_rebuild_s": 60, "used_mb": 450, "boot_to_ready_tcg_s": 40}
+CHANGED_FILE = ROOT / "overlay/usr/lib/sysctl.d/60-lbappliance.conf"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def timed_build(scratch: Path, name: str, virtual_size: int) -> tuple[float, BuiltImage]:
+    with environment(LB_CACHE_DIR=str(scratch / "cache"), LB_BUILD_DIR=str(scratch / name)):
+        started = time.monotonic()
+        built = mkosi.build(virtual_size=virtual_size, force=True)
+        return round(time.monotonic() - started, 1), built
+
+
+@contextmanager
+def overlay_file_changed(n: int) -> Iterator[None]:
+    """One overlay file gets a new comment line (so the inputs digest and the image change)."""
+    original = CHANGED_FILE.read_bytes()
+    CHANGED_FILE.write_bytes(original + f"# bench: warm rebuild {n} at {time.time()}\n".encode())
+    try:
+        yield
+    finally:
+        CHANGED_FILE.write_bytes(original)
+
+
+def boot_times(raw: Path, scratch: Path, boots: int, accel: str) -> tuple[list[float], int]:
+    """Seconds from QEMU's start to READY, per boot; and the root file system's used bytes."""
+    key, public = provision.make_ssh_key(scratch)
+    seconds, root_used = [], 0
+    for n in range(boots):
+        spec = qemu.VMSpec(disk=raw, nics=[qemu.Nic(ssh=True)] + [qemu.Nic() for _ in range(3)], accel=accel,
+                           credentials=provision.as_credentials({"admin-ssh-keys": public}))
+        vm = qemu.boot_until_ready(spec, scratch / f"boot-{accel}-{n}", ssh_key=key, name=f"bench-{n}")
+        try:
+            seconds.append(round(vm.ready_seconds, 1))
+            if not root_used:
+                df = vm.ssh("df -B1 --output=used / | tail -1").stdout
+                root_used = int(df.strip())
+        finally:
+            vm.stop()
+    return seconds, root_used
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--scratch", type=Path, default=Path("/var/tmp/lbimage-bench"))
+    parser.add_argument("--warm-runs", type=int, default=3)
+    parser.add_argument("--boots", type=int, default=5)
+    parser.add_argument("--keep-cache", action="store_true", help="keep the scratch cache (the next cold build is then warm)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench")
+    parser.add_argument("--render-only", action="store_true", help="rewrite image.md from image.json")
+    args = parser.parse_args()
+    if args.render_only:
+        (args.out / "image.md").write_text(markdown(json.loads((args.out / "image.json").read_text())))
+        return 0
+    if os.geteuid() != 0:
+        sys.exit("bench/image.py needs root (mkosi and QEMU)")
+
+    profiles = load_profiles("kvm")
+    size = profiles.hardware.disk_bytes
+    result: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                    "machine": describe(mkosi=["mkosi", "--version"], qemu=["qemu-system-x86_64", "--version"]),
+                    "baseline": BASELINE, "goals": GOALS}
+    if not args.keep_cache and args.scratch.exists():
+        shutil.rmtree(args.scratch)
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        with progress.step("cold build (empty cache)"):
+            cold_s, cold = timed_build(args.scratch, "cold", size)
+        with progress.step("rebuild from the same inputs (warm cache)"):
+            again_s, again = timed_build(args.scratch, "again", size)
+        result["build"] = {"cold_s": cold_s, "same_inputs_rebuild_s": again_s}
+        result["reproducible"] = {
+            part: sha256(Path(getattr(cold, attr))) == sha256(Path(getattr(again, attr)))
+            for part, attr in (("root_partition", "root_partition"), ("uki", "uki"), ("disk", "raw"))}
+        warm = []
+        for n in range(args.warm_runs):
+            with progress.step(f"warm rebuild {n + 1}/{args.warm_runs} after one overlay file changed"):
+                with overlay_file_changed(n):
+                    warm.append(timed_build(args.scratch, "warm", size)[0])
+        result["build"].update({"warm_after_overlay_change_s": warm, "warm_median_s": statistics.median(warm)})
+
+        raw = Path(again.raw)
+        with progress.step("compressed KVM qcow2, as shipped"):
+            dist = args.scratch / "dist"
+            with environment(LB_DIST_DIR=str(dist)):
+                package(again, profiles, dist)
+            qcow2 = next(dist.glob("*.qcow2"))
+        result["size"] = {"raw_virtual_bytes": raw.stat().st_size, "raw_used_bytes": allocated_bytes(raw),
+                          "root_partition_used_bytes": allocated_bytes(Path(again.root_partition)),
+                          "uki_bytes": Path(again.uki).stat().st_size, "qcow2_compressed_bytes": qcow2.stat().st_size}
+
+        result["boot"] = {}
+        for accel in ("tcg", "kvm") if qemu.kvm_usable() else ("tcg",):
+            seconds, root_used = boot_times(raw, args.scratch, args.boots, accel)
+            result["boot"][accel] = {"ready_s": seconds, "median_s": statistics.median(seconds)}
+            result["size"]["root_fs_used_bytes"] = root_used
+        if "kvm" not in result["boot"]:
+            result["boot"]["kvm"] = "not measured: KVM guests do not run on this machine (kvm_usable() is False)"
+    finally:
+        if not args.keep_cache:
+            shutil.rmtree(args.scratch, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "image.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "image.md").write_text(markdown(result))
+    print((args.out / "image.md").read_text())
+    return 0
+
+
+def mb(n: int) -> str:
+    return f"{n / 1e6:.0f} MB"
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "**over**"
+
+
+def markdown(r: dict) -> str:
+    b, s, g, base = r["build"], r["size"], r["goals"], r["baseline"]
+    tcg = r["boot"]["tcg"]
+    kvm = r["boot"]["kvm"]
+    lines = [
+        "# Image benchmark", "",
+        f"Run {r['date']} with `bench/image.py`. Machine: {one_line(r['machine'])}", "",
+        "| what | measured | goal | naive baseline |", "|---|---:|---:|---:|",
+        f"| cold build, empty cache (downloads included) | {b['cold_s']} s | | {base['build_s']} s |",
+        f"| rebuild, same inputs, warm cache | {b['same_inputs_rebuild_s']} s | | |",
+        f"| warm rebuild after one overlay file changed (median of {len(b['warm_after_overlay_change_s'])}: "
+        f"{', '.join(str(x) for x in b['warm_after_overlay_change_s'])} s) | {b['warm_median_s']} s "
+        f"| ≤ {g['warm_rebuild_s']} s {verdict(b['warm_median_s'] <= g['warm_rebuild_s'])} | |",
+        f"| used: raw disk (allocated blocks of the 20 GiB sparse file) | {mb(s['raw_used_bytes'])} "
+        f"| ≤ {g['used_mb']} MB {verdict(s['raw_used_bytes'] <= g['used_mb'] * 1e6)} | {base['used_mb']} MB |",
+        f"| used: root file system (df / in the guest) | {mb(s.get('root_fs_used_bytes', 0))} | | |",
+        f"| compressed: KVM qcow2 as shipped | {mb(s['qcow2_compressed_bytes'])} | | {base['compressed_mb']} MB |",
+        f"| UKI (kernel + initrd + command line) | {mb(s['uki_bytes'])} | | |",
+        f"| boot to READY under TCG (median of {len(tcg['ready_s'])}: {', '.join(str(x) for x in tcg['ready_s'])} s) "
+        f"| {tcg['median_s']} s | ≤ {g['boot_to_ready_tcg_s']} s {verdict(tcg['median_s'] <= g['boot_to_ready_tcg_s'])} "
+        f"| {base['boot_to_login_s']} s to a login prompt |",
+    ]
+    if isinstance(kvm, dict):
+        lines.append(f"| boot to READY under KVM (median of {len(kvm['ready_s'])}) | {kvm['median_s']} s | | |")
+    else:
+        lines.append(f"| boot to READY under KVM | {kvm} | | |")
+    rep = r["reproducible"]
+    lines += ["", "Ratios against the baseline: warm rebuild "
+              f"{b['warm_median_s'] / base['build_s']:.2f}×, used {s['raw_used_bytes'] / 1e6 / base['used_mb']:.2f}×, "
+              f"compressed {s['qcow2_compressed_bytes'] / 1e6 / base['compressed_mb']:.2f}×, "
+              f"boot {tcg['median_s'] / base['boot_to_login_s']:.2f}× (READY vs. a login prompt).", "",
+              "Reproducibility (two builds from the same inputs, SOURCE_DATE_EPOCH and mkosi's Seed fixed): "
+              + ", ".join(f"{part} {'bit-identical' if same else 'differs'}" for part, same in rep.items()) + ".", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

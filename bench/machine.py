@@ -1,0 +1,40 @@
+"""The machine a benchmark ran on, recorded next to its figures (shared by every bench script)."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+
+def first_line(argv: list[str]) -> str:
+    """The first output line of a tool's version command, or 'missing'."""
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True)
+    except FileNotFoundError:
+        return "missing"
+    lines = (result.stdout or result.stderr).strip().splitlines()
+    return lines[0] if lines else "unknown"
+
+
+def describe(**tools: list[str]) -> dict:
+    """CPU, cores, RAM, OS, Python and load, plus one version line per tool (name=argv)."""
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+               platform.processor())
+    mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                       if line.startswith("MemTotal")))
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem_kib / 2**20, 1),
+            "os": platform.platform(), "kernel": platform.release(), "python": platform.python_version(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            **{name: first_line(argv) for name, argv in tools.items()}}
+
+
+def one_line(m: dict) -> str:
+    """The machine as one Markdown sentence."""
+    extra = "; ".join(f"{k} {v}" for k, v in m.items()
+                      if k not in {"cpu", "cores", "ram_gib", "os", "kernel", "python", "load_average_at_start",
+                                   "ram_GiB"})
+    load = ", ".join(str(x) for x in m.get("load_average_at_start", []))
+    return (f"{m['cpu']}, {m['cores']} cores, {m.get('ram_gib', m.get('ram_GiB'))} GiB RAM; {m.get('os', '')}; "
+            f"Python {m['python']}; {extra}. Load average at start: {load}.")
