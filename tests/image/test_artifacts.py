@@ -35,8 +35,9 @@ LOG_DIR = ROOT / "build" / "test-logs"
 # The drivers QEMU cannot emulate for a Linux guest; they must be there all the same.
 STATIC_ONLY = ["hv_vmbus", "hv_storvsc", "hv_netvsc", "xen-blkfront", "xen-netfront"]
 # QEMU disk bus of a boot test -> (the guest's disk, the driver of its controller)
-ROOT_DISK = {"virtio": ("vda", "virtio_blk"), "virtio-scsi": ("sda", "virtio_scsi"), "sata": ("sda", "ahci"),
-             "pvscsi": ("sda", "vmw_pvscsi"), "nvme": ("nvme0n1", "nvme")}
+# The root disk's name and the driver (bus/driver in sysfs) of the device it must sit below.
+ROOT_DISK = {"virtio": ("vda", "virtio/virtio_blk"), "virtio-scsi": ("sda", "virtio/virtio_scsi"),
+             "sata": ("sda", "pci/ahci"), "pvscsi": ("sda", "pci/vmw_pvscsi"), "nvme": ("nvme0n1", "pci/nvme")}
 BOOT_TIMEOUT = float(os.environ.get("LB_TEST_BOOT_TIMEOUT", "420"))   # seconds to READY under TCG
 
 
@@ -174,8 +175,11 @@ class TestBootedArtifact:
         assert source.startswith(f"/dev/{disk}"), source
         sectors = int(booted.vm.ssh(f"cat /sys/block/{disk}/size").stdout)
         assert sectors * 512 == PROFILES.hardware.disk_bytes
-        bound = booted.vm.ssh(f"ls /sys/bus/pci/drivers/{driver}/").stdout.split()
-        assert any(":" in name for name in bound), f"no PCI device bound to {driver}: {bound}"
+        bus, name = driver.split("/")
+        bound = booted.vm.ssh(f"for d in /sys/bus/{bus}/drivers/{name}/*/; do readlink -f $d; done").stdout.split()
+        disk_path = booted.vm.ssh(f"readlink -f /sys/block/{disk}").stdout.strip()
+        assert any(disk_path.startswith(device + "/") for device in bound), \
+            f"{disk_path} is not below a device bound to {driver}: {bound}"
 
     def test_vmware_pvscsi_controller_binds_vmw_pvscsi(self, booted: Booted) -> None:
         if booted.hv.disk_bus != "VirtualSCSI":
