@@ -57,4 +57,4 @@ def make_ssh_key(directory: Path, name: str = "id_ed25519") -> tuple[Path, str]:
     if not key.exists():
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lbimage-test", "-f", str(key)],
                        check=True)
-    return key, key.with_suffix(".pub").read_text()
+    return key, key.with_name(f"{key.name}.pub").read_text()   # what ssh-keygen writes, dots or not
