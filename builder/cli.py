@@ -103,6 +103,8 @@ def boot(disk: Path | None, disk_format: str | None, disk_bus: str, nic_model: s
         private, public = provision.make_ssh_key(workdir)
         click.echo(f"throwaway SSH key: {private}")
     else:
+        if ssh_key.suffix != ".pub" or not ssh_key.with_suffix("").exists():
+            fail(f"--ssh-key {ssh_key}: give the public key file (NAME.pub) with its private key NAME beside it")
         private, public = ssh_key.with_suffix(""), ssh_key.read_text()
     inputs = {"admin-ssh-keys": public}
     if site:
