@@ -166,6 +166,11 @@ def main() -> int:
             shutil.rmtree(args.scratch, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "image.json").write_text(json.dumps(result, indent=2) + "\n")
+    # Every run is also kept, so the Markdown can show how the figures move between runs.
+    runs = args.out / "runs"
+    runs.mkdir(exist_ok=True)
+    (runs / f"image-{result['date'][:16].replace(' ', 'T').replace(':', '')}.json").write_text(
+        json.dumps(result, indent=2) + "\n")
     (args.out / "image.md").write_text(markdown(result))
     print((args.out / "image.md").read_text())
     return 0
@@ -212,6 +217,20 @@ def markdown(r: dict) -> str:
               f"boot {tcg['median_s'] / base['boot_to_login_s']:.2f}× (READY vs. a login prompt).", "",
               "Reproducibility (two builds from the same inputs, SOURCE_DATE_EPOCH and mkosi's Seed fixed): "
               + ", ".join(f"{part} {'bit-identical' if same else 'differs'}" for part, same in rep.items()) + ".", ""]
+    history = sorted((ROOT / "bench" / "runs").glob("image-*.json"))
+    if len(history) > 1:
+        lines += ["## Every recorded run", "",
+                  "Boot times under TCG follow the host: faulting in fresh memory costs several times more",
+                  "at some hours than at others on these cloud machines, and a booting guest pays it.", "",
+                  "| run | cold build | warm rebuild | used | boot to READY (TCG, median) | 1 GiB page-fault probe | reproducible disk |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        for path in history:
+            h = json.loads(path.read_text())
+            lines.append(f"| {h['date']} | {h['build']['cold_s']} s | {h['build']['warm_median_s']} s "
+                         f"| {mb(h['size']['raw_used_bytes'])} | {h['boot']['tcg']['median_s']} s "
+                         f"| {h['machine'].get('page_fault_1gib_s', 'not recorded')} "
+                         f"| {'yes' if h['reproducible']['disk'] else 'no'} |")
+        lines.append("")
     return "\n".join(lines)
 
 
