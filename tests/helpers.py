@@ -38,8 +38,8 @@ def make_dicom_file(path: Path, size_bytes: int = 4096) -> str:
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated = ds.BitsStored = 8
     ds.HighBit, ds.PixelRepresentation = 7, 0
-    ds.Columns = 1024
-    ds.Rows = max(1, size_bytes // 1024)
+    ds.Columns = 1024 if size_bytes < 2**26 else 4096       # Rows is 16 bits: up to 256 MB
+    ds.Rows = max(1, size_bytes // ds.Columns)
     ds.PixelData = bytes(ds.Rows * ds.Columns)
     ds.save_as(path, enforce_file_format=True)
     path.chmod(0o644)

@@ -33,10 +33,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "netns"), str(ROOT / "bench")]
+sys.path[:0] = [str(ROOT / "tests" / "netns"), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from appliance import Appliance  # noqa: E402
-from clients import make_dicom_file  # noqa: E402
+from helpers import make_dicom_file  # noqa: E402
 from machine import describe  # noqa: E402
 from lbctl import runtime  # noqa: E402
 from netlab import CLIENT_ADDRESSES, SERVER_ADDRESSES, SNAT, VIP_DICOM, Lab, missing_prerequisites, wait_until  # noqa: E402

@@ -34,28 +34,3 @@ def sql_server_name(lab: Lab, host: str, port: int = 1433) -> str:
             f" autocommit=True, login_timeout=5) as c:\n"
             f"    cur = c.cursor(); cur.execute('SELECT @@SERVERNAME'); print(cur.fetchone()[0])\n")
     return lab.exec("cl", [sys.executable, "-c", code], timeout=30).stdout.strip()
-
-
-def make_dicom_file(path: Path, size_bytes: int = 4096) -> str:
-    """A Secondary Capture object with `size_bytes` of pixel data; returns its SOP Instance UID."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.PatientName, ds.PatientID, ds.Modality = "Lb^Test", "LBT1", "OT"
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit, ds.PixelRepresentation = 7, 0
-    ds.Columns = 1024 if size_bytes < 2**26 else 4096       # Rows is 16 bits: up to 256 MB
-    ds.Rows = max(1, size_bytes // ds.Columns)
-    ds.PixelData = bytes(ds.Rows * ds.Columns)
-    ds.save_as(path, enforce_file_format=True)
-    path.chmod(0o644)
-    return str(ds.SOPInstanceUID)

@@ -16,7 +16,7 @@ import pytest
 from appliance import Appliance
 from backends import Backends, start_backends
 from netlab import Lab, missing_prerequisites, wait_until
-from sites import FULL_SITE, full_site
+from sites import full_site
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ server states, the first-boot empty configuration."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 from appliance import Appliance

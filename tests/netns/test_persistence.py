@@ -5,7 +5,8 @@ from pathlib import Path
 
 from appliance import Appliance
 from backends import Backends
-from clients import dicom_client, make_dicom_file, sql_server_name, worklist_servers
+from clients import dicom_client, sql_server_name, worklist_servers
+from helpers import make_dicom_file
 from netlab import CLIENT_ADDRESSES, VIP_DATA, VIP_DICOM, Lab
 
 SERVER_OF = {"s1": "Server1", "s2": "Server2"}

@@ -7,12 +7,12 @@ appliance's own server-side address) as the source.
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 from appliance import Appliance
 from backends import Backends
-from clients import make_dicom_file, sql_server_name, worklist_servers
+from clients import sql_server_name
+from helpers import make_dicom_file
 from sites import full_site
 from netlab import CLIENT_NET, LB_SERVER_SIDE, SNAT, VIP_DATA, VIP_DICOM, Lab
 
