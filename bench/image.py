@@ -36,7 +36,7 @@ from typing import Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from builder import mkosi, progress, provision, qemu  # noqa: E402
+from builder import mkosi, progress, provision, qemu, settings  # noqa: E402
 from builder.mkosi import BuiltImage, allocated_bytes  # noqa: E402
 from builder.packaging import load_profiles, package  # noqa: E402
 from machine import describe, one_line  # noqa: E402
@@ -120,6 +120,9 @@ def main() -> int:
     if os.geteuid() != 0:
         sys.exit("bench/image.py needs root (mkosi and QEMU)")
 
+    # One timestamp for every build of the run (by default it is the last commit's time, which a
+    # commit during the run would change, and with it every file's mtime in the image).
+    os.environ["SOURCE_DATE_EPOCH"] = settings.get("SOURCE_DATE_EPOCH")
     profiles = load_profiles("kvm")
     size = profiles.hardware.disk_bytes
     result: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
