@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from builder import settings  # noqa: E402
 from builder.mkosi import BuiltImage, allocated_bytes  # noqa: E402
 from builder.packaging import SIZE_BUDGET_BYTES, load_profiles, package  # noqa: E402
-from machine import describe  # noqa: E402
+from machine import describe, one_line  # noqa: E402
 
 ISSUE_BASELINE_MB = 380          # "a VMDK of a bare image", from the packaging issue
 TIME_BUDGET_S = 90
@@ -94,8 +94,7 @@ def markdown(r: dict) -> str:
     lines = [
         "# Packaging benchmark",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM; {m['qemu_img']}; Python {m['python']}. "
-        f"Load average at start {', '.join(f'{x:.1f}' for x in m['load_average_at_start'])} (other work shares the cores).",
+        f"Machine: {one_line(m)}",
         f"Image {r['image']['version']}: raw {r['image']['raw_virtual_bytes'] / 2**30:.0f} GiB virtual, "
         f"{r['image']['raw_allocated_bytes'] / 1e6:.0f} MB allocated.",
         "",

@@ -164,7 +164,9 @@ def main() -> int:
     try:
         lab.build()
         for server in ("s1", "s2"):
-            lab.spawn(server, f"{server}-storescp", ["/usr/bin/storescp", "-dhl", "--fork", "--ignore", "104"])
+            # -ts 0: dcmtk drops an association idle for 60 s by default (its socket timeout), and
+            # the first of 500 held associations idles until the last one is open.
+            lab.spawn(server, f"{server}-storescp", ["/usr/bin/storescp", "-dhl", "--fork", "--ignore", "-ts", "0", "104"])
             lab.wait_port(server, "0.0.0.0", 104)
         appliance = Appliance(lab)
         appliance.apply(site(["s1"]))
