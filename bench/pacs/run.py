@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "netns"), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from appliance import Appliance  # noqa: E402
+from appliance import HAPROXY, Appliance  # noqa: E402
 from helpers import make_dicom_file  # noqa: E402
 from machine import describe  # noqa: E402
 from lbctl import runtime  # noqa: E402
@@ -113,7 +113,7 @@ def concurrency(lab: Lab, appliance: Appliance, workdir: Path, associations: int
 
 def pacs_machine() -> dict:
     import pynetdicom
-    return {**describe(haproxy=["haproxy", "-v"], dcmtk=["/usr/bin/storescu", "--version"]),
+    return {**describe(haproxy=[HAPROXY, "-v"], dcmtk=["/usr/bin/storescu", "--version"]),
             "pynetdicom": pynetdicom.__version__}
 
 

@@ -17,9 +17,30 @@ import yaml
 from lbctl import runtime
 from netlab import Lab, Proc, wait_until
 
-# The HAProxy the suite runs (and lbctl checks with): the host's by default; another build, e.g.
-# the appliance's 3.0, with LBCTL_TEST_HAPROXY_BIN=/path/to/haproxy.
-HAPROXY = os.environ.get("LBCTL_TEST_HAPROXY_BIN", "haproxy")
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def appliance_haproxy() -> str | None:
+    """The appliance's own HAProxy (trixie's 3.0), made runnable here from the image build's
+    package cache by tests/lbctl/bundle-haproxy.sh; None without a build cache or patchelf."""
+    cache = Path(os.environ.get("LB_CACHE_DIR", "/var/cache/lbimage")) / "mkosi" / "debian~trixie~x86-64.cache"
+    out = Path("/var/tmp/lbctl-haproxy30")
+    if not (cache / "usr/sbin/haproxy").exists() or not shutil.which("patchelf"):
+        return None
+    built = out / "haproxy"
+    if not built.exists() or built.stat().st_mtime < (cache / "usr/sbin/haproxy").stat().st_mtime:
+        result = subprocess.run(["sh", str(TESTS / "lbctl" / "bundle-haproxy.sh"), str(cache), str(out)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            return None
+    return str(built)
+
+
+# The HAProxy the suite runs (and lbctl checks with): LBCTL_TEST_HAPROXY_BIN if set, else the
+# appliance's own (3.0) once an image build has filled the package cache, else the host's (2.6
+# on Debian 12). `make test` builds the image first, so the suite runs what the appliance runs.
+HAPROXY = os.environ.get("LBCTL_TEST_HAPROXY_BIN") or appliance_haproxy() or "haproxy"
+HAPROXY_VERSION = subprocess.run([HAPROXY, "-v"], capture_output=True, text=True).stdout.split("version ")[-1].split()[0]
 
 
 @dataclass
