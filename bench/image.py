@@ -150,8 +150,7 @@ def main() -> int:
         raw = Path(again.raw)
         with progress.step("compressed KVM qcow2, as shipped"):
             dist = args.scratch / "dist"
-            with environment(LB_DIST_DIR=str(dist)):
-                package(again, profiles, dist)
+            package(again, profiles, dist)
             qcow2 = next(dist.glob("*.qcow2"))
         result["size"] = {"raw_virtual_bytes": raw.stat().st_size, "raw_used_bytes": allocated_bytes(raw),
                           "root_partition_used_bytes": allocated_bytes(Path(again.root_partition)),

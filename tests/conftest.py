@@ -11,7 +11,6 @@ are kept under build/test-logs/.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,10 +19,10 @@ from typing import Callable, Iterator
 
 import pytest
 
-from builder import ROOT, provision, qemu
+from builder import ROOT, provision, qemu, settings
 from builder.mkosi import BuiltImage
+from helpers import LOG_DIR
 
-LOG_DIR = ROOT / "build" / "test-logs"
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -50,7 +49,7 @@ FAILED_KEY = pytest.StashKey[bool]()
 @pytest.fixture(scope="session")
 def built_dist() -> Path:
     """dist/ with every hypervisor's artifact and manifest.json, built once per session."""
-    dist = Path(os.environ.get("LB_DIST_DIR", ROOT / "dist"))
+    dist = settings.path("LB_DIST_DIR")
     log = ROOT / "build" / "test-build.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as f:
@@ -68,7 +67,7 @@ def manifest(built_dist: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def built_image(built_dist: Path) -> BuiltImage:
-    image = BuiltImage.load(Path(os.environ.get("LB_BUILD_DIR", ROOT / "build")) / "image.json")
+    image = BuiltImage.load(settings.path("LB_BUILD_DIR") / "image.json")
     assert image is not None, "lbimage build left no build/image.json"
     return image
 

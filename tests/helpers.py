@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from builder import provision
+from builder import ROOT, provision
+
+# Console logs of VMs whose test failed (and of the module's appliance) are kept here.
+LOG_DIR = ROOT / "build" / "test-logs"
 
 
 def artifact(manifest: dict, dist: Path, hypervisor: str, suffix: str) -> Path:

@@ -19,13 +19,12 @@ import pytest
 
 from builder import provision, qemu
 from builder.netns import Namespace
-from helpers import artifact, make_dicom_file, provisioned
+from helpers import LOG_DIR, artifact, make_dicom_file, provisioned
 
 SEGMENT = "10.201.0"                 # the TAP segment between the namespace and the guest's eth1
 HOST_SIDE, GUEST = f"{SEGMENT}.1", f"{SEGMENT}.2"
 VIP, SNAT = f"{SEGMENT}.10", f"{SEGMENT}.11"
 STORESCP_PORT = 11112
-LOG_DIR = Path(__file__).resolve().parents[2] / "build" / "test-logs"
 
 NETWORK = f"""\
 hostname: lb-test

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from helpers import provisioned
+from helpers import LOG_DIR, provisioned
 from lxml import etree
 
 from builder import ROOT, manifest as manifest_module, qemu
@@ -31,7 +31,6 @@ from builder.packaging.profiles import Hypervisor
 
 PROFILES = load_profiles("all")
 HYPERVISORS = {hv.name: hv for hv in PROFILES.hypervisors}
-LOG_DIR = ROOT / "build" / "test-logs"
 # The drivers QEMU cannot emulate for a Linux guest; they must be there all the same.
 STATIC_ONLY = ["hv_vmbus", "hv_storvsc", "hv_netvsc", "xen-blkfront", "xen-netfront"]
 # QEMU disk bus of a boot test -> (the guest's disk, the driver of its controller)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from builder import settings
 from lbctl import runtime
 from netlab import Lab, Proc, wait_until
 
@@ -23,7 +24,7 @@ TESTS = Path(__file__).resolve().parents[1]
 def appliance_haproxy() -> str | None:
     """The appliance's own HAProxy (trixie's 3.0), made runnable here from the image build's
     package cache by tests/lbctl/bundle-haproxy.sh; None without a build cache or patchelf."""
-    cache = Path(os.environ.get("LB_CACHE_DIR", "/var/cache/lbimage")) / "mkosi" / "debian~trixie~x86-64.cache"
+    cache = settings.path("LB_CACHE_DIR") / "mkosi" / "debian~trixie~x86-64.cache"
     out = Path("/var/tmp/lbctl-haproxy30")
     if not (cache / "usr/sbin/haproxy").exists() or not shutil.which("patchelf"):
         return None
