@@ -137,15 +137,24 @@ def kvm_probe() -> None:
     click.echo("kvm: usable" if usable else "kvm: not usable here; QEMU will use TCG")
 
 
+@cli.command("docs")
+def regenerate_docs() -> None:
+    """Rewrite the generated reference blocks in README.md and docs/ from the code's tables."""
+    from .docs import regenerate
+
+    changed = regenerate()
+    click.echo("updated: " + ", ".join(changed) if changed else "every generated block is current")
+
+
 @cli.command("settings")
 def show_settings() -> None:
     """List the build settings, their environment variables and current values."""
-    for env, setting in settings.SETTINGS.items():
+    for env, setting in settings.FIELDS.items():
         try:
-            value = setting.value()
+            value = settings.get(env)
         except SettingError as exc:
             value = f"INVALID ({exc})"
-        click.echo(f"{env:<20} {value}\n{'':<20} {setting.help}")
+        click.echo(f"{env:<20} {value}\n{'':<20} {setting.doc}")
 
 
 def main() -> None:

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import datetime
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable
+from typing import Any
+
+from lbctl.fileio import write_atomic
+from lbctl.inputs import Cursor, Field, InputInvalid, InputKind, Invalid, ListOf, Table, Type, describe
+from lbctl.inputs.types import Integer, Text
+from lbctl.inputs.yamldoc import Document
 
 MANIFEST = "manifest.json"
 SHA256SUMS = "SHA256SUMS"
-HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -47,15 +51,8 @@ def write(dist: Path, name: str, version: str, built: str, artifacts: list[dict[
     if problems:
         raise ValueError("refusing to write an invalid manifest: " + "; ".join(problems))
     sums = {f["path"]: f["sha256"] for a in artifacts for f in a["files"]}
-    _write_atomic(dist / SHA256SUMS, "".join(f"{h}  {p}\n" for p, h in sorted(sums.items())))
-    return _write_atomic(dist / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    write_atomic(dist / SHA256SUMS, "".join(f"{h}  {p}\n" for p, h in sorted(sums.items())), 0o644)
+    return write_atomic(dist / MANIFEST, json.dumps(manifest, indent=2) + "\n", 0o644)
 
 
 def load(dist: Path) -> dict[str, Any]:
@@ -67,59 +64,64 @@ def listed_files(manifest: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(f["path"] for a in manifest.get("artifacts", []) for f in a.get("files", [])))
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+class ISOTime(Type[str]):
+    kind = "ISO 8601 time"
+
+    def parse(self, value: object, at: Cursor) -> str:
+        text = Text(what="an ISO 8601 time").parse(value, at)
+        try:
+            datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise Invalid(f"{text!r} is not an ISO 8601 time") from None
+        return text
+
+
+class RelativePath(Type[str]):
+    kind = "path relative to dist/"
+
+    def parse(self, value: object, at: Cursor) -> str:
+        if (not isinstance(value, str) or not value or PurePosixPath(value).is_absolute()
+                or ".." in PurePosixPath(value).parts):
+            raise Invalid(f"{describe(value)} is not a relative path inside dist/")
+        return value
+
+
+def _unique_hypervisors(items: list[Any], at: Cursor) -> None:
+    seen: set[str] = set()
+    for n, artifact in enumerate(items):
+        if isinstance(artifact, dict) and artifact.get("hypervisor") in seen:
+            at.problem(f"hypervisor {artifact['hypervisor']!r} listed twice", n, "hypervisor")
+        if isinstance(artifact, dict):
+            seen.add(artifact.get("hypervisor", ""))
+
+
+FILE = Table((
+    Field("path", RelativePath(), "the file, relative to dist/", required=True),
+    Field("sha256", Text(r"[0-9a-f]{64}", "64 lower-case hex digits"), "its SHA-256", required=True),
+    Field("bytes", Integer(0, 2**63), "its size in bytes", required=True),
+))
+ARTIFACT = Table((
+    Field("hypervisor", Text(what="a hypervisor name"), "which hypervisor the files are for", required=True),
+    Field("disk_format", Text(what="a disk format"), "the disk's format", required=True),
+    Field("virtual_size", Integer(1, 2**63, "bytes"), "the disk's virtual size", required=True),
+    Field("files", ListOf(FILE, empty="an artifact has at least one file"), "its files", required=True),
+))
+MANIFEST_TABLE = Table((
+    Field("name", Text(what="a product name"), "product name", required=True),
+    Field("version", Text(what="a version"), "appliance version", required=True),
+    Field("built", ISOTime(), "when the image was built", required=True),
+    Field("artifacts", ListOf(ARTIFACT, empty="a manifest lists at least one artifact",
+                              items_check=_unique_hypervisors), "one entry per hypervisor", required=True),
+), title="dist/manifest.json")
 
 
 def check_schema(manifest: Any) -> list[str]:
-    """Problems with the manifest's shape (not its files)."""
-    if not isinstance(manifest, dict):
-        return ["manifest.json: not a JSON object"]
-    problems = []
-    for key in ("name", "version", "built"):
-        if not isinstance(manifest.get(key), str) or not manifest.get(key):
-            problems.append(f"manifest.json: {key}: missing or not a string")
+    """Problems with the manifest's shape (not its files), each as 'manifest.json: <field>: <reason>'."""
     try:
-        datetime.fromisoformat(str(manifest.get("built", "")).replace("Z", "+00:00"))
-    except ValueError:
-        problems.append(f"manifest.json: built: {manifest.get('built')!r} is not an ISO 8601 time")
-    artifacts = manifest.get("artifacts")
-    if not isinstance(artifacts, list) or not artifacts:
-        return problems + ["manifest.json: artifacts: missing or empty"]
-    seen = set()
-    for n, a in enumerate(artifacts):
-        where = f"manifest.json: artifacts[{n}]"
-        if not isinstance(a, dict):
-            problems.append(f"{where}: not an object")
-            continue
-        hv = a.get("hypervisor")
-        if not isinstance(hv, str) or not hv:
-            problems.append(f"{where}: hypervisor: missing or not a string")
-        elif hv in seen:
-            problems.append(f"{where}: hypervisor {hv!r} listed twice")
-        seen.add(hv)
-        if not isinstance(a.get("disk_format"), str):
-            problems.append(f"{where}: disk_format: missing or not a string")
-        if not _is_int(a.get("virtual_size")) or a["virtual_size"] <= 0:
-            problems.append(f"{where}: virtual_size: missing or not a positive integer")
-        files = a.get("files")
-        if not isinstance(files, list) or not files:
-            problems.append(f"{where}: files: missing or empty")
-            continue
-        for m, f in enumerate(files):
-            fwhere = f"{where}.files[{m}]"
-            if not isinstance(f, dict):
-                problems.append(f"{fwhere}: not an object")
-                continue
-            path = f.get("path")
-            if (not isinstance(path, str) or not path or PurePosixPath(path).is_absolute()
-                    or ".." in PurePosixPath(path).parts):
-                problems.append(f"{fwhere}: path {path!r} is not a relative path inside dist/")
-            if not isinstance(f.get("sha256"), str) or not HEX64.fullmatch(f["sha256"]):
-                problems.append(f"{fwhere}: sha256: not 64 lower-case hex digits")
-            if not _is_int(f.get("bytes")) or f["bytes"] < 0:
-                problems.append(f"{fwhere}: bytes: not a non-negative integer")
-    return problems
+        InputKind(MANIFEST, "dist/manifest.json", MANIFEST_TABLE).parse_document(Document.from_data(manifest))
+    except InputInvalid as exc:
+        return [f"{MANIFEST}: {line}" for line in exc.lines()]
+    return []
 
 
 def verify(dist: Path) -> list[str]:

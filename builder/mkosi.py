@@ -16,12 +16,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lbctl.appliance import IMAGE_ID
+
 from . import ROOT, progress, settings, templates, version
 
 IMAGE_DIR = ROOT / "image"
-OVERLAY_DIR = ROOT / "overlay"
+# Everything mkosi places in the image besides packages (mkosi.conf's ExtraTrees=).
+TREES = (ROOT / "overlay", ROOT / "lbctl")
 RELEASE = "trixie"
-IMAGE_ID = "lbappliance"
 
 
 class BuildError(RuntimeError):
@@ -35,7 +37,7 @@ class BuiltImage:
     raw: str                 # whole-disk raw image, extended to the virtual size
     root_partition: str      # the root file system on its own (for updates and reproducibility)
     uki: str
-    mkosi_manifest: str
+    package_list: str        # mkosi's list of the image's packages (its 'manifest' output)
     virtual_size: int
     inputs_digest: str
     built: str               # ISO 8601
@@ -53,9 +55,9 @@ class BuiltImage:
 
 
 def inputs_digest(image_version: str, virtual_size: int) -> str:
-    """A digest of everything that shapes the raw image: mkosi config, overlay, settings, version."""
+    """A digest of everything that shapes the raw image: mkosi config, overlay, lbctl, settings, version."""
     h = hashlib.sha256()
-    for base in (IMAGE_DIR, OVERLAY_DIR):
+    for base in (IMAGE_DIR, *TREES):
         for path in sorted(p for p in base.rglob("*") if p.is_file() or p.is_symlink()):
             if "__pycache__" in path.parts:
                 continue
@@ -154,7 +156,7 @@ def build(virtual_size: int, force: bool = False) -> BuiltImage:
         extend_to_virtual_size(raw, virtual_size)
     built = BuiltImage(
         version=image_version, raw=str(raw), root_partition=str(output_dir / f"{stem}.root.raw"),
-        uki=str(output_dir / f"{stem}.efi"), mkosi_manifest=str(output_dir / f"{stem}.manifest"),
+        uki=str(output_dir / f"{stem}.efi"), package_list=str(output_dir / f"{stem}.manifest"),
         virtual_size=virtual_size, inputs_digest=digest,
         built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), source_date_epoch=epoch)
     built.save(record)

@@ -1,6 +1,6 @@
 """Provisioning media for an appliance, written from the same table the appliance reads.
 
-The appliance (lbctl.provision.INPUTS) accepts each input as a systemd credential or as a file on
+The appliance (lbctl.boot.provision.INPUTS) accepts each input as a systemd credential or as a file on
 a config disk labelled LBCONFIG. This module makes both for tests and for `lbimage boot`.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from lbctl.provision import CONFIG_DISK_LABEL, INPUTS_BY_KEY
+from lbctl.boot.provision import CONFIG_DISK_LABEL, INPUTS_BY_KEY
 
 
 def check_keys(inputs: dict[str, str]) -> None:

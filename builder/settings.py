@@ -6,11 +6,12 @@ prints this table, and the README's table is the same list.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+
+from lbctl.inputs import INVALID, Cursor, Default, Field, Scope, Table, engine
+from lbctl.inputs.types import Text
+from lbctl.inputs.yamldoc import Document
 
 from . import ROOT
 
@@ -19,60 +20,50 @@ class SettingError(ValueError):
     """A setting has a value that cannot work; the message names the variable."""
 
 
-@dataclass(frozen=True)
-class Setting:
-    env: str
-    default: Callable[[], str]
-    help: str
-    check: Callable[[str], str | None] = lambda value: None   # returns a reason when invalid
-
-    def value(self) -> str:
-        raw = os.environ.get(self.env)
-        value = raw if raw not in (None, "") else self.default()
-        reason = self.check(value)
-        if reason:
-            raise SettingError(f"{self.env}={value!r}: {reason}")
-        return value
-
-
-def _git_epoch() -> str:
+def _git_epoch(_: Scope) -> str:
     result = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"], capture_output=True, text=True)
     return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "1767225600"
 
 
-def _url(value: str) -> str | None:
-    return None if re.fullmatch(r"(https?|file)://\S+", value) else "must be an http(s):// or file:// URL"
+URL = Text(r"(https?|file)://\S+", "an http(s):// or file:// URL", 2000)
+PATH = Text(r"[^\0]+", "a path", 4096)
+SNAPSHOT = Text(r"\d{8}T\d{6}Z", "like 20251120T000000Z (a snapshot.debian.org timestamp)")
+EPOCH = Text(r"\d+", "seconds since 1970 (an integer)")
 
-
-def _snapshot(value: str) -> str | None:
-    if value and not re.fullmatch(r"\d{8}T\d{6}Z", value):
-        return "must look like 20251120T000000Z (a snapshot.debian.org timestamp)"
-    return None
-
-
-def _epoch(value: str) -> str | None:
-    return None if value.isdigit() else "must be seconds since 1970 (an integer)"
-
-
-SETTINGS: dict[str, Setting] = {s.env: s for s in (
-    Setting("LB_MIRROR", lambda: "http://deb.debian.org/debian",
-            "Debian mirror for the image's packages", _url),
-    Setting("LB_SECURITY_MIRROR", lambda: "http://deb.debian.org/debian-security",
-            "Debian security mirror", _url),
-    Setting("LB_SNAPSHOT", lambda: "",
-            "pin packages to a snapshot.debian.org date (e.g. 20251120T000000Z); overrides the mirrors",
-            _snapshot),
-    Setting("LB_CACHE_DIR", lambda: "/var/cache/lbimage",
-            "mkosi's package cache and incremental cache (kept outside the checkout)"),
-    Setting("LB_BUILD_DIR", lambda: str(ROOT / "build"), "intermediate outputs (the raw image)"),
-    Setting("LB_DIST_DIR", lambda: str(ROOT / "dist"), "finished artifacts and manifest.json"),
-    Setting("SOURCE_DATE_EPOCH", _git_epoch,
-            "timestamp for reproducible builds (default: the last commit's time)", _epoch),
-)}
+# One row per setting: the environment variable, its type, what it is and its default. The
+# README's table of build settings is this one (`lbimage settings` prints it with the values).
+SETTINGS = Table((
+    Field("LB_MIRROR", URL, "Debian mirror for the image's packages", default="http://deb.debian.org/debian"),
+    Field("LB_SECURITY_MIRROR", URL, "Debian security mirror", default="http://deb.debian.org/debian-security"),
+    Field("LB_SNAPSHOT", SNAPSHOT,
+          "pin packages to a snapshot.debian.org date (e.g. 20251120T000000Z); overrides the mirrors", default=""),
+    Field("LB_CACHE_DIR", PATH, "mkosi's package cache and incremental cache (kept outside the checkout)",
+          default="/var/cache/lbimage"),
+    Field("LB_BUILD_DIR", PATH, "intermediate outputs (the raw image)",
+          default=Default(lambda _: str(ROOT / "build"), "build/")),
+    Field("LB_DIST_DIR", PATH, "finished artifacts and manifest.json",
+          default=Default(lambda _: str(ROOT / "dist"), "dist/")),
+    Field("SOURCE_DATE_EPOCH", EPOCH, "timestamp for reproducible builds",
+          default=Default(_git_epoch, "the last commit's time")),
+), title="Build settings")
+FIELDS = {f.key: f for f in SETTINGS.fields}
 
 
 def get(env: str) -> str:
-    return SETTINGS[env].value()
+    """The value of a setting: the environment's (if set and not empty), else its default.
+
+    Raises SettingError naming the variable, its value and the reason.
+    """
+    f = FIELDS[env]
+    raw = os.environ.get(env)
+    if raw in (None, ""):
+        default = f.default
+        return str(default.compute(Scope({})) if isinstance(default, Default) else default)
+    report = engine.Report(Document.from_data({env: raw}))
+    value = engine.parse_value(f.type, raw, Cursor(report, (env,), None))
+    if value is INVALID:
+        raise SettingError(f"{env}={raw!r}: {report.problems[0].reason}")
+    return str(value)
 
 
 def path(env: str) -> Path:

@@ -21,7 +21,7 @@ import pytest
 
 from builder import ROOT, provision, qemu, settings
 from builder.mkosi import BuiltImage
-from helpers import LOG_DIR
+from tests.helpers import LOG_DIR
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -21,8 +21,8 @@ from typing import Any, Callable
 from .. import manifest, progress
 from ..mkosi import BuiltImage
 from . import bundles, formats, uki
-from .fields import ProfileError
-from .profiles import Hypervisor, Profiles, load_profiles
+
+from .profiles import Hypervisor, ProfileError, Profiles, load_profiles
 
 __all__ = ["load_profiles", "package", "Profiles", "ProfileError", "SIZE_BUDGET_BYTES"]
 

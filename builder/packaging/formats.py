@@ -8,9 +8,13 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from . import fields, vmdk
+from lbctl.inputs import Field, Table
+from lbctl.inputs.types import Boolean, Choice, Integer, Text
+
+from . import vmdk
 
 Converter = Callable[["DiskFormat", Path, Path, Mapping[str, Any], str], None]
 
@@ -20,7 +24,7 @@ class DiskFormat:
     name: str                      # in hypervisors/*.yaml and manifest.json
     qemu_format: str               # what qemu and qemu-img call it
     suffix: str
-    options: Mapping[str, fields.Parser]   # converter options it accepts, each with its parser
+    options: Table                 # the converter options it accepts (all optional)
     convert: Converter             # (format, raw, target, options, seed)
     description: str
 
@@ -50,39 +54,33 @@ def stream_vmdk(fmt: DiskFormat, raw: Path, target: Path, options: Mapping[str, 
     vmdk.write_stream_optimized(raw, target, seed=seed, **options)
 
 
-SIZE = fields.text(r"\d+[KMG]?", "a size like 1M")
+SIZE = Text(r"\d+[KMG]?", "a size like 1M")
+
+
+def _options(*fields: Field) -> Table:
+    return Table(fields, what="converter options")
+
 
 DISK_FORMATS: dict[str, DiskFormat] = {f.name: f for f in (
     DiskFormat("vmdk", "vmdk", ".vmdk",
-               {"compression_level": fields.integer(1, 9),
-                "adapter_type": fields.choice(vmdk.ADAPTER_TYPES, "a VMDK adapter type")},
+               _options(Field("compression_level", Integer(1, 9), "deflate level of the grains"),
+                        Field("adapter_type", Choice(vmdk.ADAPTER_TYPES, "a VMDK adapter type"),
+                              "the VMDK's ddb.adapterType hint")),
                stream_vmdk,
                "streamOptimized VMDK, written by builder/packaging/vmdk.py (not qemu-img; see there why)"),
     DiskFormat("qcow2", "qcow2", ".qcow2",
-               {"compressed": fields.boolean,
-                "compat": fields.choice(("0.10", "1.1"), "a qcow2 compat level"),
-                "compression_type": fields.choice(("zlib", "zstd"), "a qcow2 compression type"),
-                "cluster_size": SIZE},
+               _options(Field("compressed", Boolean(), "qemu-img -c"),
+                        Field("compat", Choice(("0.10", "1.1"), "a qcow2 compat level"), "qcow2 version"),
+                        Field("compression_type", Choice(("zlib", "zstd"), "a qcow2 compression type"),
+                              "compression of the clusters"),
+                        Field("cluster_size", SIZE, "cluster size")),
                qemu_img, "qcow2 by qemu-img"),
     DiskFormat("vhdx", "vhdx", ".vhdx",
-               {"subformat": fields.choice(("dynamic", "fixed"), "a VHDX subformat"),
-                "block_size": SIZE},
+               _options(Field("subformat", Choice(("dynamic", "fixed"), "a VHDX subformat"), "allocation"),
+                        Field("block_size", SIZE, "block size")),
                qemu_img, "VHDX by qemu-img"),
     DiskFormat("vhd", "vpc", ".vhd",
-               {"subformat": fields.choice(("dynamic", "fixed"), "a VHD subformat"),
-                "force_size": fields.boolean},
+               _options(Field("subformat", Choice(("dynamic", "fixed"), "a VHD subformat"), "allocation"),
+                        Field("force_size", Boolean(), "keep the exact virtual size")),
                qemu_img, "VHD (qemu's 'vpc') by qemu-img"),
 )}
-
-
-def parse_options(fmt: DiskFormat, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Check converter options against the format's table; raises ValueError(reason)."""
-    parsed = {}
-    for key, value in options.items():
-        if key not in fmt.options:
-            raise ValueError(f"{key!r} is not an option of {fmt.name} (known: {', '.join(fmt.options)})")
-        try:
-            parsed[key] = fmt.options[key](value)
-        except ValueError as exc:
-            raise ValueError(f"{key}: {exc}") from None
-    return parsed

@@ -7,62 +7,103 @@ HYPERVISOR_FIELDS, drive parsing, validation and the reference in docs/hyperviso
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-import yaml
+from lbctl.inputs import (Cursor, Default, Field, InputInvalid, InputKind, Invalid, ListOf, Table, Type, describe,
+                          reference)
+from lbctl.inputs import engine
+from lbctl.inputs.types import Boolean, Choice, Integer, ScalarMapping, Text
 
 from .. import ROOT, qemu
 from . import formats
-from .fields import Field, ProfileError, boolean, choice, integer, list_of, mapping, parse_fields, reference, text
 
 HYPERVISORS_DIR = ROOT / "hypervisors"
 PROFILE_FILE = "profile.yaml"
 MAX_NICS = 10
-NIC_NAME = text(r"eth\d", "a NIC name eth0..eth9")
-MODULE_NAME = text(r"[a-z0-9_-]+", "a kernel module name")
+NIC_NAME = Text(r"eth\d", "a NIC name eth0..eth9")
+MODULE_NAME = Text(r"[a-z0-9_-]+", "a kernel module name")
 BUNDLES = ("ova", "zip", "files")      # how an artifact is shipped; see bundles.py
 
-PROFILE_FIELDS = (
-    Field("product.name", text(r"[a-z][a-z0-9-]*", "a lower-case name (it starts every file name)"),
-          "short name; files are `<name>_<version>...`"),
-    Field("product.title", text(), "product name shown by the hypervisor (OVF Product, VM notes)"),
-    Field("product.vendor", text(), "vendor shown by the hypervisor"),
-    Field("product.annotation", text(), "description/notes given to the VM"),
-    Field("product.url", text(r"https?://\S+", "an http(s) URL"), "product or documentation URL", default=""),
-    Field("hardware.cpus", integer(1, 64), "virtual CPUs"),
-    Field("hardware.memory_mib", integer(256, 1 << 20), "memory in MiB (static, no ballooning)"),
-    Field("hardware.disk_gib", integer(1, 2048), "virtual disk size in GiB (the raw image is built to it)"),
-    Field("hardware.nics", integer(1, MAX_NICS), "network adapters; the guest names them eth0.. in adapter order"),
-    Field("hardware.connected_at_power_on", list_of(NIC_NAME), "NICs connected at power-on (default policy)",
-          default=()),
-    Field("hardware.serial_console", boolean, "give the VM a serial port (COM1/ttyS0 carries READY)",
-          default=True),
-)
 
-HYPERVISOR_FIELDS = (
-    Field("title", text(), "the platform's name in docs and progress output"),
-    Field("descriptor", text(r"[a-z0-9-]+\.[a-z0-9]+\.j2", "a template file name `<name>.<ext>.j2`"),
-          "the one template in hypervisors/ that renders the descriptor"),
-    Field("bundle", choice(BUNDLES, "a bundle kind"),
-          "ova: tar of descriptor, .mf, disk; zip: descriptor + disk; files: both side by side"),
-    Field("disk.format", choice(formats.DISK_FORMATS, "a disk format"), "disk format (see formats.py)"),
-    Field("disk.options", mapping, "converter options of that format", default={}),
-    Field("disk_bus", text(), "disk controller the descriptor declares (platform's own name)"),
-    Field("nic_model", text(), "NIC model the descriptor declares (platform's own name)"),
-    Field("connected_at_power_on", list_of(NIC_NAME), "overrides hardware.connected_at_power_on", default=None),
-    Field("guest_modules", list_of(MODULE_NAME), "kernel modules the platform needs in the initrd "
+class ProfileError(ValueError):
+    """A profile file is wrong; the message names the file, the field, the reason and the line."""
+
+
+class DiskOptions(Type[dict[str, Any]]):
+    """The converter options of the disk format given beside them (disk.format)."""
+
+    kind = "converter options of that format (see formats.py)"
+
+    def parse(self, value: object, at: Cursor) -> dict[str, Any]:
+        fmt_name = at.scope.get("format") if at.scope else None
+        if fmt_name is None:
+            return engine.INVALID  # type: ignore[no-any-return]  # the format is wrong, and reported
+        fmt = formats.DISK_FORMATS[fmt_name]
+        if not isinstance(value, dict):
+            raise Invalid(f"must be a mapping of {fmt.name} converter options, not {describe(value)}")
+        unknown = [k for k in value if k not in {f.key for f in fmt.options.fields}]
+        if unknown:
+            raise Invalid(f"{unknown[0]!r} is not an option of {fmt.name} "
+                          f"(known: {', '.join(f.key for f in fmt.options.fields)})")
+        return fmt.options.parse(value, at)  # type: ignore[no-any-return]
+
+
+PRODUCT = Table((
+    Field("name", Text(r"[a-z][a-z0-9-]*", "a lower-case name (it starts every file name)"),
+          "short name; files are `<name>_<version>...`", required=True),
+    Field("title", Text(), "product name shown by the hypervisor (OVF Product, VM notes)", required=True),
+    Field("vendor", Text(), "vendor shown by the hypervisor", required=True),
+    Field("annotation", Text(max_length=1000), "description/notes given to the VM", required=True),
+    Field("url", Text(r"https?://\S+", "an http(s) URL"), "product or documentation URL", default=""),
+))
+HARDWARE = Table((
+    Field("cpus", Integer(1, 64), "virtual CPUs", required=True),
+    Field("memory_mib", Integer(256, 1 << 20, "MiB"), "memory in MiB (static, no ballooning)", required=True),
+    Field("disk_gib", Integer(1, 2048, "GiB"), "virtual disk size in GiB (the raw image is built to it)",
+          required=True),
+    Field("nics", Integer(1, MAX_NICS), "network adapters; the guest names them eth0.. in adapter order",
+          required=True),
+    Field("connected_at_power_on", ListOf(NIC_NAME, unique=True), "NICs connected at power-on (default policy)",
+          default=()),
+    Field("serial_console", Boolean(), "give the VM a serial port (COM1/ttyS0 carries READY)", default=True),
+))
+PROFILE_FIELDS = Table((
+    Field("product", PRODUCT, "the product", required=True),
+    Field("hardware", HARDWARE, "the virtual hardware", required=True),
+), title="hypervisors/profile.yaml")
+
+HYPERVISOR_FIELDS = Table((
+    Field("title", Text(), "the platform's name in docs and progress output", required=True),
+    Field("descriptor", Text(r"[a-z0-9-]+\.[a-z0-9]+\.j2", "a template file name `<name>.<ext>.j2`"),
+          "the one template in hypervisors/ that renders the descriptor", required=True),
+    Field("bundle", Choice(BUNDLES, "a bundle kind"),
+          "ova: tar of descriptor, .mf, disk; zip: descriptor + disk; files: both side by side", required=True),
+    Field("disk", Table((
+        Field("format", Choice(tuple(formats.DISK_FORMATS), "a disk format"), "disk format (see formats.py)",
+              required=True),
+        Field("options", DiskOptions(), "converter options of that format", default={}),
+    )), "the disk file", required=True),
+    Field("disk_bus", Text(), "disk controller the descriptor declares (platform's own name)", required=True),
+    Field("nic_model", Text(), "NIC model the descriptor declares (platform's own name)", required=True),
+    Field("connected_at_power_on", ListOf(NIC_NAME, unique=True), "overrides hardware.connected_at_power_on",
+          default=Default(lambda s: None, "inherited")),
+    Field("guest_modules", ListOf(MODULE_NAME, unique=True), "kernel modules the platform needs in the initrd "
           "(checked in the UKI before packaging)", default=()),
-    Field("vars", mapping, "platform constants the template uses (VM hardware version, bridges...)", default={}),
-    Field("boot_test.disk_bus", choice(qemu.DISK_BUSES, "a QEMU disk bus of builder/qemu.py"),
-          "QEMU disk bus of the boot test"),
-    Field("boot_test.nic_model", choice(qemu.NIC_MODELS, "a QEMU NIC model of builder/qemu.py"),
-          "QEMU NIC model of the boot test"),
-    Field("boot_test.nic_driver", text(r"[a-z0-9_-]+", "a driver name"),
-          "guest driver expected behind eth0..ethN in the boot test"),
-    Field("boot_test.note", text(), "why these stand-ins (when they differ from the platform)", default=""),
-)
+    Field("vars", ScalarMapping(), "platform constants the template uses (VM hardware version, bridges...)",
+          default={}),
+    Field("boot_test", Table((
+        Field("disk_bus", Choice(tuple(qemu.DISK_BUSES), "a QEMU disk bus of builder/qemu.py"),
+              "QEMU disk bus of the boot test", required=True),
+        Field("nic_model", Choice(tuple(qemu.NIC_MODELS), "a QEMU NIC model of builder/qemu.py"),
+              "QEMU NIC model of the boot test", required=True),
+        Field("nic_driver", Text(r"[a-z0-9_-]+", "a driver name"),
+              "guest driver expected behind eth0..ethN in the boot test", required=True),
+        Field("note", Text(max_length=2000), "why these stand-ins (when they differ from the platform)", default=""),
+    )), "how the artifact is boot-tested in QEMU", required=True),
+), title="hypervisors/`<name>`.yaml")
 
 
 @dataclass(frozen=True)
@@ -142,13 +183,13 @@ class Profiles:
         return {hv.disk_format: hv.disk_options for hv in self.hypervisors}
 
 
-def _load_yaml(path: Path) -> Any:
+def _read(path: Path, table: Table) -> Any:
+    """A profile file parsed by its table; ProfileError with every problem, each naming the file."""
     try:
-        return yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML: {exc}") from None
+        return InputKind(path.name, f"hypervisors/{path.name}", table).read(str(path))
+    except InputInvalid as exc:
+        raise ProfileError("\n".join(line if line.startswith(f"{path}:") else f"{path}: {line}"
+                                     for line in exc.lines())) from None
 
 
 def _check_nics(source: Path, key: str, names: tuple[str, ...], hardware_nics: int) -> None:
@@ -160,28 +201,24 @@ def _check_nics(source: Path, key: str, names: tuple[str, ...], hardware_nics: i
 
 def load_hardware(directory: Path = HYPERVISORS_DIR) -> tuple[Product, Hardware]:
     source = directory / PROFILE_FILE
-    v = parse_fields(source, _load_yaml(source), PROFILE_FIELDS)
-    product = Product(*(v[f"product.{k}"] for k in ("name", "title", "vendor", "annotation", "url")))
-    hardware = Hardware(*(v[f"hardware.{k}"] for k in ("cpus", "memory_mib", "disk_gib", "nics",
-                                                       "connected_at_power_on", "serial_console")))
+    v = _read(source, PROFILE_FIELDS)
+    product = Product(**v["product"])
+    hardware = Hardware(**v["hardware"])
     _check_nics(source, "hardware.connected_at_power_on", hardware.connected_at_power_on, hardware.nics)
     return product, hardware
 
 
 def load_hypervisor(name: str, hardware: Hardware, directory: Path = HYPERVISORS_DIR) -> Hypervisor:
     source = directory / f"{name}.yaml"
-    v = parse_fields(source, _load_yaml(source), HYPERVISOR_FIELDS)
+    v = _read(source, HYPERVISOR_FIELDS)
     template = directory / v["descriptor"]
     if not template.name.startswith(f"{name}."):
         raise ProfileError(f"{source}: descriptor: {template.name} must be named {name}.<ext>.j2 "
                            "(each hypervisor owns exactly one template)")
     if not template.is_file():
         raise ProfileError(f"{source}: descriptor: {template} does not exist")
-    fmt = formats.DISK_FORMATS[v["disk.format"]]
-    try:
-        options = formats.parse_options(fmt, v["disk.options"])
-    except ValueError as exc:
-        raise ProfileError(f"{source}: disk.options: {exc}") from None
+    fmt = formats.DISK_FORMATS[v["disk"]["format"]]
+    options = v["disk"]["options"]
     connected = v["connected_at_power_on"]
     if connected is None:
         connected = hardware.connected_at_power_on
@@ -192,8 +229,7 @@ def load_hypervisor(name: str, hardware: Hardware, directory: Path = HYPERVISORS
         name=name, source=source, title=v["title"], template=template, bundle=v["bundle"],
         disk_format=fmt.name, disk_options=options, disk_bus=v["disk_bus"], nic_model=v["nic_model"],
         nics=nics, guest_modules=v["guest_modules"], vars=v["vars"],
-        boot_test=BootTest(v["boot_test.disk_bus"], v["boot_test.nic_model"], v["boot_test.nic_driver"],
-                           v["boot_test.note"]))
+        boot_test=BootTest(**v["boot_test"]))
 
 
 def known_hypervisors(directory: Path = HYPERVISORS_DIR) -> list[str]:
@@ -230,5 +266,4 @@ def load_profiles(hypervisors: str, directory: Path = HYPERVISORS_DIR) -> Profil
 
 def reference_doc() -> str:
     """The field reference for docs/hypervisors.md (a test keeps the two in step)."""
-    return ("#### hypervisors/profile.yaml\n\n" + reference(PROFILE_FIELDS)
-            + "\n#### hypervisors/`<name>`.yaml\n\n" + reference(HYPERVISOR_FIELDS))
+    return reference(PROFILE_FIELDS) + reference(HYPERVISOR_FIELDS)

@@ -19,7 +19,7 @@ import pytest
 
 from builder import provision, qemu
 from builder.netns import Namespace
-from helpers import LOG_DIR, artifact, make_dicom_file, provisioned
+from tests.helpers import LOG_DIR, artifact, make_dicom_file, provisioned
 
 SEGMENT = "10.201.0"                 # the TAP segment between the namespace and the guest's eth1
 HOST_SIDE, GUEST = f"{SEGMENT}.1", f"{SEGMENT}.2"

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from helpers import LOG_DIR, provisioned
+from tests.helpers import LOG_DIR, provisioned
 from lxml import etree
 
 from builder import ROOT, manifest as manifest_module, qemu
 from builder.mkosi import BuiltImage
 from builder.packaging import SIZE_BUDGET_BYTES, formats, load_profiles, uki
-from builder.packaging.checks import ova_members, ova_read, ovf_problems
+from tests.packaging.artifact_checks import ova_members, ova_read, ovf_problems
 from builder.packaging.profiles import Hypervisor
 
 PROFILES = load_profiles("all")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lbctl import state
-from lbctl.paths import Paths
-from lbctl_cli import run_lbctl
-from test_validate import BASE
+from lbctl.config import generations as state
+from lbctl.appliance import Paths
+from tests.lbctl.lbctl_cli import run_lbctl
+from tests.lbctl.test_validate import BASE
 
 CHANGED = BASE.replace("vip: 192.168.85.5", "vip: 192.168.85.6")
 
@@ -37,7 +37,7 @@ def test_apply_without_haproxy_running_puts_the_generation_in_place(tmp_path: Pa
     assert link(lbctl_env, "current") == "generations/0001" and link(lbctl_env, "last-good") is None
     generation = state_dir / "generations" / "0001"
     assert sorted(str(p.relative_to(generation)) for p in generation.rglob("*") if p.is_file()) == [
-        "haproxy.cfg", "manifest.json", "networkd/10-lb-eth0.network.d/50-lbctl-vips.conf", "site.yaml"]
+        "haproxy.cfg", "networkd/10-lb-eth0.network.d/50-lbctl-vips.conf", "services.json", "site.yaml"]
     assert (generation / "site.yaml").read_text() == BASE
     assert (state_dir / "server-state").read_text() == "1\n"
     # The drop-ins went to LB_NETWORKD_DIR, not to the host's /run/systemd/network.
@@ -94,7 +94,7 @@ def test_init_puts_the_empty_site_in_place_once(tmp_path: Path, lbctl_env: dict)
     first = run_lbctl("init", env=lbctl_env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("initial configuration (no services) in place as generation 0001")
-    manifest = json.loads((Path(lbctl_env["LBCTL_STATE_DIR"]) / "current" / "manifest.json").read_text())
+    manifest = json.loads((Path(lbctl_env["LBCTL_STATE_DIR"]) / "current" / "services.json").read_text())
     assert manifest["services"] == []
     assert run_lbctl("init", env=lbctl_env).stdout == "a configuration is already in place\n"
     # After a site was applied, init leaves it alone too.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pynetdicom.pdu import A_ASSOCIATE_RQ, P_DATA_TF
 
-from lbctl.checks import CHECKS, a_associate_rq, c_echo_rq
+from lbctl.site.healthchecks import CHECKS, a_associate_rq, c_echo_rq
 
 # From the runtime notes (section 8): verified against a pynetdicom 3.0.4 SCP and HAProxy 3.0.
 VERIFIED_RQ = ("0100000000cb00010000414e592d534350202020202020202020484150524f58592d43484b2020202020000000000000"

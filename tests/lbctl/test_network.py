@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lbctl.network import install_networkd_dropins, networkd_is_live
-from lbctl.schema import INTERFACES
+from lbctl.config.networkd import install_networkd_dropins, networkd_is_live
 
 DROPIN = "50-lbctl-vips.conf"
 
@@ -52,18 +51,5 @@ def test_missing_networkd_directory_is_created(tmp_path: Path) -> None:
     assert (tmp_path / "not-yet" / "10-lb-eth2.network.d" / DROPIN).exists()
 
 
-def test_the_env_variable_selects_the_directory(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("LB_NETWORKD_DIR", str(tmp_path / "net"))
-    g = generation(tmp_path / "g", {"eth0": "[Network]\nAddress=10.0.0.1/32\n"})
-    assert install_networkd_dropins(g) is True
-    assert (tmp_path / "net" / "10-lb-eth0.network.d" / DROPIN).exists()
-
-
 def test_only_the_real_directory_triggers_networkctl(tmp_path: Path) -> None:
     assert networkd_is_live(tmp_path) is False
-
-
-def test_interfaces_match_provisioning() -> None:
-    from lbctl.provision import INTERFACES as PROVISIONED
-
-    assert INTERFACES == PROVISIONED

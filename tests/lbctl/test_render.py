@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.checks import a_associate_rq
-from lbctl.paths import CHECKS_DIR
-from lbctl.render import RenderSettings, render
-from lbctl.site import empty_site, parse_site
-from lbctl_cli import run_lbctl
+from lbctl.site.healthchecks import a_associate_rq
+from lbctl.appliance import CHECK_SCRIPTS_DIR as CHECKS_DIR
+from lbctl.config.render import RenderSettings, render
+from lbctl.site.model import empty_site
+from lbctl.site.schema import SITE_KIND
+from tests.lbctl.lbctl_cli import run_lbctl
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "site.yaml"
@@ -25,6 +26,10 @@ SETTINGS = RenderSettings(version="test", admin_socket=Path("/run/haproxy/admin.
 
 def rendered(text: str) -> dict[str, str]:
     return render(parse_site(text), SETTINGS)
+
+
+def parse_site(text: str):
+    return SITE_KIND.parse_text(text)
 
 
 def section(config: str, name: str) -> str:
@@ -92,7 +97,7 @@ def test_haproxy_accepts_the_generated_configuration(site: str, binary: str, tmp
 
 def test_every_generated_file_comes_from_the_renderer() -> None:
     files = rendered(EXAMPLE.read_text())
-    assert sorted(files) == ["haproxy.cfg", "manifest.json", "networkd/10-lb-eth0.network.d/50-lbctl-vips.conf"]
+    assert sorted(files) == ["haproxy.cfg", "networkd/10-lb-eth0.network.d/50-lbctl-vips.conf", "services.json"]
 
 
 def test_render_command_writes_the_files_and_is_deterministic(tmp_path: Path) -> None:
@@ -105,7 +110,7 @@ def test_render_command_writes_the_files_and_is_deterministic(tmp_path: Path) ->
         assert result.returncode == 0, result.stderr
         outputs.append({str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
     assert outputs[0] == outputs[1]
-    assert set(outputs[0]) == {"haproxy.cfg", "manifest.json", "networkd/10-lb-eth0.network.d/50-lbctl-vips.conf"}
+    assert set(outputs[0]) == {"haproxy.cfg", "services.json", "networkd/10-lb-eth0.network.d/50-lbctl-vips.conf"}
 
 
 def test_site_file_order_does_not_change_the_output() -> None:
@@ -213,14 +218,14 @@ def test_networkd_dropin_lists_vips_and_snat_once_per_interface() -> None:
 
 def test_empty_site_has_no_services_and_no_addresses() -> None:
     files = render(empty_site(), SETTINGS)
-    assert sorted(files) == ["haproxy.cfg", "manifest.json"]
+    assert sorted(files) == ["haproxy.cfg", "services.json"]
     assert "\nlisten " not in files["haproxy.cfg"]
     assert "peers lbpeers" in files["haproxy.cfg"] and "stats socket /run/haproxy/admin.sock" in files["haproxy.cfg"]
-    assert json.loads(files["manifest.json"]) == {"preset": "pacs", "snat_address": None, "services": []}
+    assert json.loads(files["services.json"]) == {"preset": "pacs", "snat_address": None, "services": []}
 
 
 def test_manifest_describes_the_applied_site() -> None:
-    manifest = json.loads(rendered(TWO_INTERFACES)["manifest.json"])
+    manifest = json.loads(rendered(TWO_INTERFACES)["services.json"])
     assert manifest["snat_address"] == "192.168.85.4"
     assert [s["name"] for s in manifest["services"]] == ["DICOM", "SQL"]
     sql = manifest["services"][1]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from lbctl.status import duration, format_overview, server_state
+from lbctl.status import (CheckResult, HAProxyStatus, ServerStatus, ServiceStatus, Status, duration, format_overview,
+                          server_state)
 
 
 @pytest.mark.parametrize("raw, state", [("UP", "UP"), ("UP 1/3", "UP"), ("DOWN", "DOWN"), ("DOWN 1/2", "DOWN"),
@@ -18,17 +19,19 @@ def test_duration() -> None:
 
 
 def test_overview_text() -> None:
-    check = {"status": "L4CON", "code": None, "duration_ms": 1, "detail": "Connection refused"}
-    status = {"version": "1.0", "healthy": True, "generation": "0007",
-              "haproxy": {"running": True, "version": "3.0.11", "uptime_seconds": 3700},
-              "problems": [],
-              "services": [{"name": "DICOM", "vip": "192.168.85.5:104", "state": "OPEN", "check": "connect",
-                            "sessions": 3, "servers_up": 1, "health": "degraded",
-                            "servers": [{"label": "Server1", "address": "10.0.52.10:104", "state": "UP", "sessions": 3,
-                                         "last_check": {"status": "L4OK", "code": None, "duration_ms": 0, "detail": ""},
-                                         "seconds_since_change": 65},
-                                        {"label": "Server2", "address": "10.0.52.11:104", "state": "DOWN",
-                                         "sessions": 0, "last_check": check, "seconds_since_change": 5}]}]}
+    def server(label: str, address: str, state: str, sessions: int, check: CheckResult, since: int) -> ServerStatus:
+        return ServerStatus(label=label, address=address, state=state, haproxy_status=state, weight=100,
+                            sessions=sessions, sessions_total=sessions, last_check=check, seconds_since_change=since,
+                            failed_checks=0)
+
+    status = Status(version="1.0", healthy=True, generation="0007",
+                    haproxy=HAProxyStatus(running=True, version="3.0.11", uptime_seconds=3700), services=(
+                        ServiceStatus(name="DICOM", vip="192.168.85.5:104", state="OPEN", check="connect", sessions=3,
+                                      servers_up=1, health="degraded", servers=(
+                                          server("Server1", "10.0.52.10:104", "UP", 3, CheckResult("L4OK", None, 0, ""),
+                                                 65),
+                                          server("Server2", "10.0.52.11:104", "DOWN", 0,
+                                                 CheckResult("L4CON", None, 1, "Connection refused"), 5))),))
     assert format_overview(status).splitlines() == [
         "PACS load balancer 1.0: healthy (HAProxy 3.0.11, up 1h01m, configuration 0007)",
         "",

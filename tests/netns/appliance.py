@@ -15,8 +15,8 @@ from pathlib import Path
 import yaml
 
 from builder import settings
-from lbctl import runtime
-from netlab import Lab, Proc, wait_until
+from lbctl.config import haproxy as runtime
+from tests.netns.netlab import Lab, Proc, wait_until
 
 TESTS = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netlab import SERVER_ADDRESSES, Lab, Proc, VIP_DATA, VIP_DICOM, run
+from tests.netns.netlab import SERVER_ADDRESSES, Lab, Proc, VIP_DATA, VIP_DICOM, run
 
 PEERS = Path(__file__).parent / "peers"
 WORKLIST_AE = "WLSRV"

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from netlab import Lab
+from tests.netns.netlab import Lab
 
 PEERS = Path(__file__).parent / "peers"
 

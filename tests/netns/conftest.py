@@ -13,10 +13,10 @@ from typing import Iterator
 
 import pytest
 
-from appliance import Appliance
-from backends import Backends, start_backends
-from netlab import Lab, missing_prerequisites, wait_until
-from sites import full_site
+from tests.netns.appliance import Appliance
+from tests.netns.backends import Backends, start_backends
+from tests.netns.netlab import Lab, missing_prerequisites, wait_until
+from tests.netns.sites import full_site
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 
-from netlab import SERVER_ADDRESSES, SNAT, VIP_DATA, VIP_DICOM
+from tests.netns.netlab import SERVER_ADDRESSES, SNAT, VIP_DATA, VIP_DICOM
 
 # Timeouts must stay below the interval; with one-second checks that means a 2 s interval.
 FAST_CHECKS = {"check_interval_seconds": 2, "check_timeout_seconds": 1, "rise": 1, "fall": 2}

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from appliance import HAPROXY_VERSION, Appliance
-from backends import Backends
-from clients import sql_server_name, worklist_servers
-from sites import full_site
-from lbctl import runtime
-from netlab import CLIENT_ADDRESSES, SERVER_ADDRESSES, VIP_DATA, VIP_DICOM, Lab, wait_until
+from tests.netns.appliance import HAPROXY_VERSION, Appliance
+from tests.netns.backends import Backends
+from tests.netns.clients import sql_server_name, worklist_servers
+from tests.netns.sites import full_site
+from lbctl.config import haproxy as runtime
+from tests.netns.netlab import CLIENT_ADDRESSES, SERVER_ADDRESSES, VIP_DATA, VIP_DICOM, Lab, wait_until
 
 
 def current_generation(appliance: Appliance) -> str:

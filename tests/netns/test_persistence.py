@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance import Appliance
-from backends import Backends
-from clients import dicom_client, sql_server_name, worklist_servers
-from helpers import make_dicom_file
-from netlab import CLIENT_ADDRESSES, VIP_DATA, VIP_DICOM, Lab
+from tests.netns.appliance import Appliance
+from tests.netns.backends import Backends
+from tests.netns.clients import dicom_client, sql_server_name, worklist_servers
+from tests.helpers import make_dicom_file
+from tests.netns.netlab import CLIENT_ADDRESSES, VIP_DATA, VIP_DICOM, Lab
 
 SERVER_OF = {"s1": "Server1", "s2": "Server2"}
 LABEL_OF = {"Server1": "s1", "Server2": "s2"}

@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from appliance import Appliance
-from backends import Backends
-from clients import sql_server_name
-from helpers import make_dicom_file
-from sites import full_site
-from netlab import CLIENT_NET, LB_SERVER_SIDE, SNAT, VIP_DATA, VIP_DICOM, Lab
+from tests.netns.appliance import Appliance
+from tests.netns.backends import Backends
+from tests.netns.clients import sql_server_name
+from tests.helpers import make_dicom_file
+from tests.netns.sites import full_site
+from tests.netns.netlab import CLIENT_NET, LB_SERVER_SIDE, SNAT, VIP_DATA, VIP_DICOM, Lab
 
 
 def stored_files(backends: Backends) -> dict[str, set[str]]:

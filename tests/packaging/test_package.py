@@ -18,7 +18,7 @@ from builder import ROOT, manifest
 from builder.mkosi import BuiltImage
 from builder.packaging import formats, load_profiles, package
 from builder.packaging.bundles import BundleJob, Disk
-from builder.packaging.checks import (ova_members, ova_read, ovf_problems, powershell_commands, read_mf,
+from tests.packaging.artifact_checks import (ova_members, ova_read, ovf_problems, powershell_commands, read_mf,
                                       xl_config, xl_spec)
 from builder.packaging.profiles import Profiles
 
@@ -101,7 +101,7 @@ def test_verify_reports_a_wrong_size_and_a_bad_manifest(packaged: Path, tmp_path
     assert any("nutanix.json" in p and "bytes" in p for p in manifest.verify(dist))
     (dist / "manifest.json").write_text('{"name": "x", "artifacts": []}')
     problems = manifest.verify(dist)
-    assert "manifest.json: artifacts: missing or empty" in problems
+    assert "manifest.json: artifacts: lists nothing; a manifest lists at least one artifact" in problems
     assert any("version" in p for p in problems)
 
 

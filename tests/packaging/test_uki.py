@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import KVER, all_guest_modules, make_built, make_uki
+from tests.packaging.synthetic import KVER, all_guest_modules, make_built, make_uki
 
 from builder.mkosi import BuiltImage
 from builder.packaging import load_profiles, package, uki

@@ -1,0 +1,1 @@
+"""The site model: the site file's table, the service presets and the health checks."""

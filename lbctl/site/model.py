@@ -1,0 +1,55 @@
+"""The site model: what a valid site file means, as the renderer and the status read it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..inputs.addresses import IPAddress
+from .preset import Preset, load_preset
+
+
+@dataclass(frozen=True)
+class Server:
+    """A real server of a virtual service."""
+
+    label: str
+    address: IPAddress
+    port: int
+    weight: int
+    id: int
+
+
+@dataclass(frozen=True)
+class Service:
+    """A virtual service: the preset's defaults with the site's values over them."""
+
+    name: str
+    summary: str
+    protocol: str
+    tls: bool
+    balance: str
+    vip: IPAddress
+    port: int
+    interface: str
+    persistence_minutes: int
+    check: str
+    check_interval_seconds: int
+    check_timeout_seconds: int
+    rise: int
+    fall: int
+    idle_timeout_minutes: int
+    called_ae_title: str | None
+    calling_ae_title: str
+    servers: tuple[Server, ...]
+
+
+@dataclass(frozen=True)
+class Site:
+    preset: Preset
+    snat_address: IPAddress | None      # None only for the empty site of 'lbctl init'
+    interface: str
+    services: tuple[Service, ...] = field(default=())
+
+
+def empty_site(preset_name: str = "pacs") -> Site:
+    """A site without services: what the appliance runs before any site file was applied."""
+    return Site(preset=load_preset(preset_name), snat_address=None, interface="eth0", services=())

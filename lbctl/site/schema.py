@@ -1,0 +1,214 @@
+"""The site file, as a table of the input engine: one row per key, at three levels (site, service,
+real server), and the checks that compare values across them.
+
+The same rows drive `lbctl validate`, the model the renderer gets, and the key reference in
+docs/lbctl.md (`lbctl schema` prints it), so they cannot drift apart.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..appliance import INTERFACES
+from ..inputs import INVALID, Cursor, Default, Field, InputKind, Invalid, ListOf, MapOf, Scope, Table, Type, describe
+from ..inputs.addresses import IPAddress, endpoint_text
+from ..inputs.types import LABEL, Address, AETitle, Choice, Integer
+from .fields import SERVICE_SETTINGS
+from .healthchecks import CHECKS, PING_DEADLINE_SECONDS
+from .model import Server, Service, Site
+from .preset import Preset, PresetError, ServiceDefaults, available_presets, load_preset
+
+DEFAULT_CALLING_AE_TITLE = "LBAPPLIANCE"
+
+
+class PresetName(Type[Preset]):
+    kind = "name"
+
+    def parse(self, value: object, at: Cursor) -> Preset:
+        if not isinstance(value, str) or value not in available_presets():
+            raise Invalid(f"{describe(value)} is not a known preset (known: {', '.join(available_presets())})")
+        try:
+            return load_preset(value)
+        except PresetError as exc:
+            raise Invalid(f"the preset itself is broken (an appliance defect): {exc}") from None
+
+
+class ServiceName(Type[str]):
+    """A service of the site's preset."""
+
+    kind = "a service of the preset"
+
+    def parse(self, value: object, at: Cursor) -> str:
+        preset: Preset | None = at.scope.get("preset") if at.scope else None
+        if preset is None:
+            return INVALID  # type: ignore[no-any-return]  # the preset is wrong, and reported
+        if not isinstance(value, str) or preset.service(value) is None:
+            raise Invalid(f"unknown service (the {preset.name} preset has {', '.join(preset.service_names)})")
+        return value
+
+
+def given(at: Cursor, *below: str | int) -> bool:
+    """The file gives this value (rather than a default filling it in)."""
+    return at.path + below in at.report.doc.lines
+
+
+def _preset_service(scope: Scope) -> ServiceDefaults:
+    service = scope.root["preset"].service(scope.key)
+    assert service is not None
+    return service
+
+
+def _from_preset(key: str) -> Default:
+    return Default(lambda scope: getattr(_preset_service(scope), key), "preset")
+
+
+# --- real server --------------------------------------------------------------------------------
+
+def _check_server_address(scope: Scope, at: Cursor) -> None:
+    address: IPAddress | None = scope.get("address")
+    service, site = scope.outer, scope.root
+    if address is None or service is None:
+        return
+    snat = site.get("snat_address")
+    if address == service.get("vip") or address == snat:
+        at.problem(f"{address} is an address of the appliance itself (a VIP or the SNAT address)", "address")
+    elif snat is not None and address.version != snat.version:
+        at.problem(f"IPv{address.version} real server, but snat_address {snat} is IPv{snat.version}; "
+                   "connections to it leave from the SNAT address", "address")
+
+
+SERVER = Table((
+    Field("label", LABEL, "Name of the real server, unique in the service (e.g. Server1); "
+          "`lbctl server` and `lbctl status` use it.", required=True),
+    Field("address", Address(use="a real server"), "Address of the real server.", required=True),
+    Field("port", Integer(1, 65535), "Port of the real server.",
+          default=Default(lambda s: s.outer["port"], "the service's port")),
+    Field("weight", Integer(0, 256), "Share of new clients relative to the other servers; 0 takes none.", default=100),
+    Field("id", Integer(1, 2**31 - 1), "HAProxy server id, kept in persistence tables. Set it when reordering "
+          "servers must not move persistent clients.",
+          default=Default(lambda s: s.key + 1, "position in the list (1, 2, …)")),
+), title="Real server (`services.<NAME>.servers[N]`)", checks=(_check_server_address,),
+    build=lambda s: Server(**s.values), what="label, address, port, ...")
+
+
+def _check_servers(servers: list[Any], at: Cursor) -> None:
+    """Labels, ids and address:port are unique within a service."""
+    seen: dict[str, dict[Any, int]] = {"label": {}, "id": {}, "endpoint": {}}
+    for index, server in enumerate(servers):
+        if server is INVALID:
+            continue
+        for what, key, value in (("label", "label", server.label), ("id", "id", server.id),
+                                 ("endpoint", "address", (server.address, server.port))):
+            first = seen[what].setdefault(value, index)
+            if first == index:
+                continue
+            if what == "label":
+                at.problem(f"{server.label!r} is already the label of servers[{first}]", index, "label")
+            elif what == "id":
+                hint = "" if given(at, index, "id") else "; give this server an explicit id"
+                at.problem(f"{server.id} is already the id of servers[{first}]{hint}", index, "id")
+            else:
+                at.problem(f"{endpoint_text(*value)} is already servers[{first}]", index, "address")
+
+
+# --- virtual service ----------------------------------------------------------------------------
+
+def _check_service(scope: Scope, at: Cursor) -> None:
+    preset_service = _preset_service(scope)
+    check = scope.get("check")
+    if check is None:
+        return
+    spec = CHECKS[check]
+    if spec.applies_to is not None and preset_service.protocol not in spec.applies_to:
+        usable = [c.name for c in CHECKS.values() if c.applies_to is None or preset_service.protocol in c.applies_to]
+        at.problem(f"{check} does not apply to a {preset_service.protocol.upper()} service "
+                   f"(choose {', '.join(usable)})", "check")
+    interval, timeout = scope.get("check_interval_seconds"), scope.get("check_timeout_seconds")
+    if interval is not None and timeout is not None and timeout >= interval:
+        key = "check_timeout_seconds" if given(at, "check_timeout_seconds") else "check_interval_seconds"
+        at.problem(f"the check timeout ({timeout} s) must be shorter than the check interval ({interval} s)", key)
+    if check == "ping" and interval is not None and interval <= PING_DEADLINE_SECONDS:
+        # HAProxy kills an external check after 'inter'; the ping script may take its deadline.
+        at.problem(f"the ping check needs an interval above its {PING_DEADLINE_SECONDS} s deadline "
+                   f"(at least {PING_DEADLINE_SECONDS + 1})", "check_interval_seconds")
+    if check == "dicom-echo":
+        if not given(at, "called_ae_title"):
+            at.problem("missing: the dicom-echo check associates with the real servers' AE title, which only "
+                       "the site knows", "called_ae_title")
+    else:
+        for key in ("called_ae_title", "calling_ae_title"):
+            if given(at, key):
+                at.problem(f"only used by the dicom-echo check, but this service's check is {check}", key)
+
+
+def _build_service(scope: Scope) -> Service:
+    preset_service = _preset_service(scope)
+    return Service(name=str(scope.key), summary=preset_service.summary, protocol=preset_service.protocol,
+                   tls=preset_service.tls, balance=preset_service.balance,
+                   called_ae_title=scope.get("called_ae_title"), **{
+                       k: v for k, v in scope.values.items() if k != "called_ae_title"})
+
+
+SERVICE = Table((
+    Field("vip", Address(use="a VIP"), "Virtual service address the clients connect to.", required=True),
+    *(dataclasses.replace(f, default=_from_preset(f.key)) for f in SERVICE_SETTINGS[:1]),
+    Field("interface", Choice(INTERFACES, "an interface of the appliance"), "Network interface that carries the VIP.",
+          default=Default(lambda s: s.outer["interface"], "site `interface`")),
+    *(dataclasses.replace(f, default=_from_preset(f.key)) for f in SERVICE_SETTINGS[1:]),
+    Field("called_ae_title", AETitle(), "`dicom-echo` only, and required there: the real servers' AE title."),
+    Field("calling_ae_title", AETitle(), "`dicom-echo` only: the AE title the check associates as.",
+          default=DEFAULT_CALLING_AE_TITLE),
+    Field("servers", ListOf(SERVER, empty="a service needs at least one real server", item_kind="real servers",
+                            items_check=_check_servers),
+          "The real servers (at least one).", required=True),
+), title="Service (`services.<NAME>`)", checks=(_check_service,), build=_build_service, what="vip, servers, ...")
+
+
+# --- site ---------------------------------------------------------------------------------------
+
+def _check_addresses(scope: Scope, at: Cursor) -> None:
+    """Across services: one VIP:port per service, one interface per address."""
+    services: dict[str, Service] = scope.get("services") or {}
+    taken: dict[tuple[IPAddress, int], str] = {}
+    interface_of: dict[IPAddress, tuple[str, str]] = {}
+    snat = scope.get("snat_address")
+    if snat is not None and "interface" in scope.values:
+        interface_of[snat] = (scope["interface"], "snat_address")
+    for service in services.values():
+        endpoint = (service.vip, service.port)
+        if endpoint in taken:
+            key = "port" if given(at, "services", service.name, "port") else "vip"
+            at.problem(f"{endpoint_text(*endpoint)} is already the address of services.{taken[endpoint]}; "
+                       "each virtual service needs its own VIP:port", "services", service.name, key)
+        taken.setdefault(endpoint, service.name)
+        if service.vip in interface_of and interface_of[service.vip][0] != service.interface:
+            other_iface, other = interface_of[service.vip]
+            at.problem(f"{service.vip} is on {other_iface} for {other}; one address can be on one interface only",
+                       "services", service.name, "interface")
+        interface_of.setdefault(service.vip, (service.interface, f"services.{service.name}.vip"))
+
+
+def _build_site(scope: Scope) -> Site:
+    preset: Preset = scope["preset"]
+    order = {name: n for n, name in enumerate(preset.service_names)}
+    services = sorted(scope["services"].values(), key=lambda s: order[s.name])
+    return Site(preset=preset, snat_address=scope["snat_address"], interface=scope["interface"],
+                services=tuple(services))
+
+
+SITE = Table((
+    Field("preset", PresetName(), "The service preset the site uses: which services exist and their defaults.",
+          required=True),
+    Field("snat_address", Address(use="the SNAT address"),
+          "\"Set Source Address\": connections and health checks to the real servers leave from this "
+          "address. The appliance adds it to `interface` (a floating IP on an HA pair).", required=True),
+    Field("interface", Choice(INTERFACES, "an interface of the appliance"),
+          "Network interface that carries `snat_address` and, unless a service says otherwise, the VIPs.",
+          default="eth0"),
+    Field("services", MapOf(ServiceName(), SERVICE, empty="a site uses at least one service",
+                            what="service names to settings"),
+          "The virtual services the site uses, by preset name (see below). A site lists only the services it "
+          "uses, at least one.", required=True),
+), title="Site", checks=(_check_addresses,), build=_build_site, what="site keys (preset, snat_address, services, ...)")
+
+SITE_KIND: InputKind[Site] = InputKind("site", "a site file", SITE)
