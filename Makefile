@@ -18,7 +18,7 @@ test-fast: host-test
 	$(VENV)/bin/pytest -m "not image" $(PYTEST_ARGS)
 
 bench: host-test
-	$(VENV)/bin/python bench/run.py
+	$(VENV)/bin/python -m bench.run
 
 host-image:
 	@scripts/host-setup image

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: building the appliance image and booting it to READY.
 
-    sudo .venv/bin/python bench/image.py [--warm-runs 3] [--boots 5] [--keep-cache]
+    sudo .venv/bin/python -m bench.image [--warm-runs 3] [--boots 5] [--keep-cache]
 
 Works in its own scratch directory (--scratch, default /var/tmp/lbimage-bench), so that the
 cache and build/ of the checkout are left alone, and records:
@@ -18,6 +18,7 @@ cache and build/ of the checkout are left alone, and records:
 
 Writes bench/image.json and bench/image.md. Medians are quoted; the raw runs are kept in the JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,18 +29,17 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
+
+from bench.machine import describe, one_line
+from builder import mkosi, progress, provision, qemu, settings
+from builder.mkosi import BuiltImage, allocated_bytes
+from builder.packaging import load_profiles, package
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-
-from builder import mkosi, progress, provision, qemu, settings  # noqa: E402
-from builder.mkosi import BuiltImage, allocated_bytes  # noqa: E402
-from builder.packaging import load_profiles, package  # noqa: E402
-from machine import describe, one_line  # noqa: E402
 
 # The naive baseline from the foundation issue: a bare trixie mkosi image with kernel, haproxy, heartbeat.
 BASELINE = {"build_s": 90, "used_mb": 840, "compressed_mb": 380, "boot_to_login_s": 60}
@@ -92,8 +92,12 @@ def boot_times(raw: Path, scratch: Path, boots: int, accel: str) -> tuple[list[f
     key, public = provision.make_ssh_key(scratch)
     seconds, root_used = [], 0
     for n in range(boots):
-        spec = qemu.VMSpec(disk=raw, nics=[qemu.Nic(ssh=True)] + [qemu.Nic() for _ in range(3)], accel=accel,
-                           credentials=provision.as_credentials({"admin-ssh-keys": public}))
+        spec = qemu.VMSpec(
+            disk=raw,
+            nics=[qemu.Nic(ssh=True)] + [qemu.Nic() for _ in range(3)],
+            accel=accel,
+            credentials=provision.as_credentials({"admin-ssh-keys": public}),
+        )
         vm = qemu.boot_until_ready(spec, scratch / f"boot-{accel}-{n}", ssh_key=key, name=f"bench-{n}")
         try:
             seconds.append(round(vm.ready_seconds, 1))
@@ -110,7 +114,9 @@ def main() -> int:
     parser.add_argument("--scratch", type=Path, default=Path("/var/tmp/lbimage-bench"))
     parser.add_argument("--warm-runs", type=int, default=3)
     parser.add_argument("--boots", type=int, default=5)
-    parser.add_argument("--keep-cache", action="store_true", help="keep the scratch cache (the next cold build is then warm)")
+    parser.add_argument(
+        "--keep-cache", action="store_true", help="keep the scratch cache (the next cold build is then warm)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench")
     parser.add_argument("--render-only", action="store_true", help="rewrite image.md from image.json")
     args = parser.parse_args()
@@ -125,9 +131,12 @@ def main() -> int:
     os.environ["SOURCE_DATE_EPOCH"] = settings.get("SOURCE_DATE_EPOCH")
     profiles = load_profiles("kvm")
     size = profiles.hardware.disk_bytes
-    result: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                    "machine": describe(mkosi=["mkosi", "--version"], qemu=["qemu-system-x86_64", "--version"]),
-                    "baseline": BASELINE, "goals": GOALS}
+    result: dict = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": describe(mkosi=["mkosi", "--version"], qemu=["qemu-system-x86_64", "--version"]),
+        "baseline": BASELINE,
+        "goals": GOALS,
+    }
     if not args.keep_cache and args.scratch.exists():
         shutil.rmtree(args.scratch)
     args.scratch.mkdir(parents=True, exist_ok=True)
@@ -139,7 +148,8 @@ def main() -> int:
         result["build"] = {"cold_s": cold_s, "same_inputs_rebuild_s": again_s}
         result["reproducible"] = {
             part: sha256(Path(getattr(cold, attr))) == sha256(Path(getattr(again, attr)))
-            for part, attr in (("root_partition", "root_partition"), ("uki", "uki"), ("disk", "raw"))}
+            for part, attr in (("root_partition", "root_partition"), ("uki", "uki"), ("disk", "raw"))
+        }
         warm = []
         for n in range(args.warm_runs):
             with progress.step(f"warm rebuild {n + 1}/{args.warm_runs} after one overlay file changed"):
@@ -152,9 +162,13 @@ def main() -> int:
             dist = args.scratch / "dist"
             package(again, profiles, dist)
             qcow2 = next(dist.glob("*.qcow2"))
-        result["size"] = {"raw_virtual_bytes": raw.stat().st_size, "raw_used_bytes": allocated_bytes(raw),
-                          "root_partition_used_bytes": allocated_bytes(Path(again.root_partition)),
-                          "uki_bytes": Path(again.uki).stat().st_size, "qcow2_compressed_bytes": qcow2.stat().st_size}
+        result["size"] = {
+            "raw_virtual_bytes": raw.stat().st_size,
+            "raw_used_bytes": allocated_bytes(raw),
+            "root_partition_used_bytes": allocated_bytes(Path(again.root_partition)),
+            "uki_bytes": Path(again.uki).stat().st_size,
+            "qcow2_compressed_bytes": qcow2.stat().st_size,
+        }
 
         result["boot"] = {}
         for accel in ("tcg", "kvm") if qemu.kvm_usable() else ("tcg",):
@@ -172,7 +186,8 @@ def main() -> int:
     runs = args.out / "runs"
     runs.mkdir(exist_ok=True)
     (runs / f"image-{result['date'][:16].replace(' ', 'T').replace(':', '')}.json").write_text(
-        json.dumps(result, indent=2) + "\n")
+        json.dumps(result, indent=2) + "\n"
+    )
     (args.out / "image.md").write_text(markdown(result))
     print((args.out / "image.md").read_text())
     return 0
@@ -191,9 +206,12 @@ def markdown(r: dict) -> str:
     tcg = r["boot"]["tcg"]
     kvm = r["boot"]["kvm"]
     lines = [
-        "# Image benchmark", "",
-        f"Run {r['date']} with `bench/image.py`. Machine: {one_line(r['machine'])}", "",
-        "| what | measured | goal | naive baseline |", "|---|---:|---:|---:|",
+        "# Image benchmark",
+        "",
+        f"Run {r['date']} with `bench/image.py`. Machine: {one_line(r['machine'])}",
+        "",
+        "| what | measured | goal | naive baseline |",
+        "|---|---:|---:|---:|",
         f"| cold build, empty cache (downloads included) | {b['cold_s']} s | | {base['build_s']} s |",
         f"| rebuild, same inputs, warm cache | {b['same_inputs_rebuild_s']} s | | |",
         f"| warm rebuild after one overlay file changed (median of {len(b['warm_after_overlay_change_s'])}: "
@@ -205,7 +223,8 @@ def markdown(r: dict) -> str:
         f"| compressed: KVM qcow2 as shipped | {mb(s['qcow2_compressed_bytes'])} | | {base['compressed_mb']} MB |",
         f"| UKI (kernel + initrd + command line) | {mb(s['uki_bytes'])} | | |",
         f"| boot to READY under TCG (median of {len(tcg['ready_s'])}: {', '.join(str(x) for x in tcg['ready_s'])} s) "
-        f"| {tcg['median_s']} s | ≤ {g['boot_to_ready_tcg_s']} s {verdict(tcg['median_s'] <= g['boot_to_ready_tcg_s'])} "
+        f"| {tcg['median_s']} s | ≤ {g['boot_to_ready_tcg_s']} s "
+        f"{verdict(tcg['median_s'] <= g['boot_to_ready_tcg_s'])} "
         f"| {base['boot_to_login_s']} s to a login prompt |",
     ]
     if isinstance(kvm, dict):
@@ -213,25 +232,38 @@ def markdown(r: dict) -> str:
     else:
         lines.append(f"| boot to READY under KVM | {kvm} | | |")
     rep = r["reproducible"]
-    lines += ["", "Ratios against the baseline: warm rebuild "
-              f"{b['warm_median_s'] / base['build_s']:.2f}×, used {s['raw_used_bytes'] / 1e6 / base['used_mb']:.2f}×, "
-              f"compressed {s['qcow2_compressed_bytes'] / 1e6 / base['compressed_mb']:.2f}×, "
-              f"boot {tcg['median_s'] / base['boot_to_login_s']:.2f}× (READY vs. a login prompt).", "",
-              "Reproducibility (two builds from the same inputs, SOURCE_DATE_EPOCH and mkosi's Seed fixed): "
-              + ", ".join(f"{part} {'bit-identical' if same else 'differs'}" for part, same in rep.items()) + ".", ""]
+    lines += [
+        "",
+        "Ratios against the baseline: warm rebuild "
+        f"{b['warm_median_s'] / base['build_s']:.2f}×, used {s['raw_used_bytes'] / 1e6 / base['used_mb']:.2f}×, "
+        f"compressed {s['qcow2_compressed_bytes'] / 1e6 / base['compressed_mb']:.2f}×, "
+        f"boot {tcg['median_s'] / base['boot_to_login_s']:.2f}× (READY vs. a login prompt).",
+        "",
+        "Reproducibility (two builds from the same inputs, SOURCE_DATE_EPOCH and mkosi's Seed fixed): "
+        + ", ".join(f"{part} {'bit-identical' if same else 'differs'}" for part, same in rep.items())
+        + ".",
+        "",
+    ]
     history = sorted((ROOT / "bench" / "runs").glob("image-*.json"))
     if len(history) > 1:
-        lines += ["## Every recorded run", "",
-                  "Boot times under TCG follow the host: faulting in fresh memory costs several times more",
-                  "at some hours than at others on these cloud machines, and a booting guest pays it.", "",
-                  "| run | cold build | warm rebuild | used | boot to READY (TCG, median) | 1 GiB page-fault probe | reproducible disk |",
-                  "|---|---:|---:|---:|---:|---:|---|"]
+        lines += [
+            "## Every recorded run",
+            "",
+            "Boot times under TCG follow the host: faulting in fresh memory costs several times more",
+            "at some hours than at others on these cloud machines, and a booting guest pays it.",
+            "",
+            "| run | cold build | warm rebuild | used | boot to READY (TCG, median) | 1 GiB page-fault probe "
+            "| reproducible disk |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
         for path in history:
             h = json.loads(path.read_text())
-            lines.append(f"| {h['date']} | {h['build']['cold_s']} s | {h['build']['warm_median_s']} s "
-                         f"| {mb(h['size']['raw_used_bytes'])} | {h['boot']['tcg']['median_s']} s "
-                         f"| {h['machine'].get('page_fault_1gib_s', 'not recorded')} "
-                         f"| {'yes' if h['reproducible']['disk'] else 'no'} |")
+            lines.append(
+                f"| {h['date']} | {h['build']['cold_s']} s | {h['build']['warm_median_s']} s "
+                f"| {mb(h['size']['raw_used_bytes'])} | {h['boot']['tcg']['median_s']} s "
+                f"| {h['machine'].get('page_fault_1gib_s', 'not recorded')} "
+                f"| {'yes' if h['reproducible']['disk'] else 'no'} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

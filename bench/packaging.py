@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: packaging all five hypervisors from a built raw image.
 
-    .venv/bin/python bench/packaging.py [--build-dir build] [--runs 3]
+    .venv/bin/python -m bench.packaging [--build-dir build] [--runs 3]
 
 Runs `package()` (all hypervisors) --runs times into a scratch dist/, and reports the median wall
 time, each artifact file's size against the 200 MB budget, and two baselines measured on the same
@@ -9,6 +9,7 @@ raw image: a naive VMDK (qemu-img's default monolithicSparse, uncompressed) and 
 streamOptimized VMDK (the one with the digest trap). The issue's reference baseline, a 380 MB VMDK
 of a bare image, is quoted alongside. Writes bench/packaging.json and bench/packaging.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,15 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.machine import describe, one_line
+from builder import settings
+from builder.mkosi import BuiltImage, allocated_bytes
+from builder.packaging import SIZE_BUDGET_BYTES, load_profiles, package
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from builder import settings  # noqa: E402
-from builder.mkosi import BuiltImage, allocated_bytes  # noqa: E402
-from builder.packaging import SIZE_BUDGET_BYTES, load_profiles, package  # noqa: E402
-from machine import describe, one_line  # noqa: E402
-
-ISSUE_BASELINE_MB = 380          # "a VMDK of a bare image", from the packaging issue
+ISSUE_BASELINE_MB = 380  # "a VMDK of a bare image", from the packaging issue
 TIME_BUDGET_S = 90
 
 
@@ -55,8 +55,14 @@ def main() -> None:
         sys.exit(f"no built image in {build_dir} (image.json); build one or pass --build-dir")
     raw = Path(built.raw)
     profiles = load_profiles("all")
-    result: dict = {"machine": describe(qemu_img=["qemu-img", "--version"]), "image": {"version": built.version, "raw_virtual_bytes": raw.stat().st_size,
-                                                    "raw_allocated_bytes": allocated_bytes(raw)}}
+    result: dict = {
+        "machine": describe(qemu_img=["qemu-img", "--version"]),
+        "image": {
+            "version": built.version,
+            "raw_virtual_bytes": raw.stat().st_size,
+            "raw_allocated_bytes": allocated_bytes(raw),
+        },
+    }
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-packaging-", dir=build_dir) as scratch:
         dist = Path(scratch) / "dist"
@@ -67,22 +73,37 @@ def main() -> None:
             print(f"run {n + 1}: {runs[-1]} s", file=sys.stderr)
         listing = json.loads((dist / "manifest.json").read_text())
         naive_s, naive_bytes = timed_convert(raw, Path(scratch) / "naive.vmdk")
-        qstream_s, qstream_bytes = timed_convert(raw, Path(scratch) / "qemu-stream.vmdk",
-                                                 "-o", "subformat=streamOptimized")
-    files = {}
+        qstream_s, qstream_bytes = timed_convert(
+            raw, Path(scratch) / "qemu-stream.vmdk", "-o", "subformat=streamOptimized"
+        )
+    files: dict[str, dict] = {}
     for artifact in listing["artifacts"]:
         for f in artifact["files"]:
             files.setdefault(f["path"], {"bytes": f["bytes"], "hypervisors": []})["hypervisors"].append(
-                artifact["hypervisor"])
-    result.update({
-        "runs_s": runs, "median_s": statistics.median(runs), "time_budget_s": TIME_BUDGET_S,
-        "files": files, "size_budget_bytes": SIZE_BUDGET_BYTES,
-        "baselines": {"issue_bare_image_vmdk_mb": ISSUE_BASELINE_MB,
-                      "naive_vmdk_here": {"bytes": naive_bytes, "seconds": round(naive_s, 1),
-                                          "how": "qemu-img convert -O vmdk (monolithicSparse, uncompressed)"},
-                      "qemu_img_stream_optimized": {"bytes": qstream_bytes, "seconds": round(qstream_s, 1),
-                                                    "how": "qemu-img convert -O vmdk -o subformat=streamOptimized"}},
-    })
+                artifact["hypervisor"]
+            )
+    result.update(
+        {
+            "runs_s": runs,
+            "median_s": statistics.median(runs),
+            "time_budget_s": TIME_BUDGET_S,
+            "files": files,
+            "size_budget_bytes": SIZE_BUDGET_BYTES,
+            "baselines": {
+                "issue_bare_image_vmdk_mb": ISSUE_BASELINE_MB,
+                "naive_vmdk_here": {
+                    "bytes": naive_bytes,
+                    "seconds": round(naive_s, 1),
+                    "how": "qemu-img convert -O vmdk (monolithicSparse, uncompressed)",
+                },
+                "qemu_img_stream_optimized": {
+                    "bytes": qstream_bytes,
+                    "seconds": round(qstream_s, 1),
+                    "how": "qemu-img convert -O vmdk -o subformat=streamOptimized",
+                },
+            },
+        }
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "packaging.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "packaging.md").write_text(markdown(result))

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Run every benchmark in turn (`make bench`); each writes its own results (JSON + Markdown) in bench/.
 
-    sudo .venv/bin/python bench/run.py [image] [packaging] [pacs]
+    sudo .venv/bin/python -m bench.run [image] [packaging] [pacs]
 
 image      bench/image.py: cold and warm builds, reproducibility, sizes, boot to READY (about 10 min)
 packaging  bench/packaging.py: packaging all five hypervisors from the checkout's built image
 pacs       bench/pacs/run.py: 200 MB C-STORE through the DICOM VIP vs. direct; 500 concurrent C-ECHO
 
+Each also runs on its own: python -m bench.image, python -m bench.packaging, python -m bench.pacs.run.
+
 Benchmarks share the machine's cores, so they run one after another, never beside the tests.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -18,11 +21,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-BENCHES = {
-    "image": [PYTHON, "bench/image.py"],
+# Each benchmark is a list of commands run in turn.
+BENCHES: dict[str, list[list[str]]] = {
+    "image": [[PYTHON, "-m", "bench.image"]],
     # packaging needs the checkout's built image: `lbimage build` is a no-op when it is up to date.
-    "packaging": [[str(ROOT / ".venv/bin/lbimage"), "build", "--hypervisor", "kvm"], [PYTHON, "bench/packaging.py"]],
-    "pacs": [PYTHON, "bench/pacs/run.py"],
+    "packaging": [[str(ROOT / ".venv/bin/lbimage"), "build", "--hypervisor", "kvm"], [PYTHON, "-m", "bench.packaging"]],
+    "pacs": [[PYTHON, "-m", "bench.pacs.run"]],
 }
 
 
@@ -33,15 +37,16 @@ def main(names: list[str]) -> int:
     failed = []
     for name in names or list(BENCHES):
         steps = BENCHES[name]
-        steps = steps if isinstance(steps[0], list) else [steps]
         started = time.monotonic()
         print(f"==> bench {name}", flush=True)
         for argv in steps:
             if subprocess.run(argv, cwd=ROOT).returncode != 0:
                 failed.append(name)
                 break
-        print(f"    bench {name}: {'FAILED' if name in failed else 'done'} in {time.monotonic() - started:.0f} s",
-              flush=True)
+        print(
+            f"    bench {name}: {'FAILED' if name in failed else 'done'} in {time.monotonic() - started:.0f} s",
+            flush=True,
+        )
     return 1 if failed else 0
 
 

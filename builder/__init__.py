@@ -1,4 +1,5 @@
 """lbimage: builds, packages, verifies and boot-tests the PACS load-balancer appliance."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def version() -> str:
-    from importlib.metadata import PackageNotFoundError, version as dist_version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
 
     try:
         return dist_version("lbappliance")

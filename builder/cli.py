@@ -1,10 +1,12 @@
 """lbimage: the command line of the build tool."""
+
 from __future__ import annotations
 
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -14,7 +16,7 @@ from .settings import SettingError
 HYPERVISORS_HELP = "comma-separated hypervisors to package (vmware,hyperv,kvm,xen,nutanix) or 'all'"
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     click.echo(f"lbimage: error: {message}", err=True)
     sys.exit(1)
 
@@ -48,7 +50,8 @@ def build(hypervisors: str, force: bool) -> None:
 @click.option("--hypervisor", "hypervisors", default="all", show_default=True, help=HYPERVISORS_HELP)
 def package(hypervisors: str) -> None:
     """Package the last built image for the hypervisors (no rebuild)."""
-    from .packaging import load_profiles, package as package_image
+    from .packaging import load_profiles
+    from .packaging import package as package_image
 
     built = mkosi.BuiltImage.load(settings.path("LB_BUILD_DIR") / "image.json")
     if built is None:
@@ -74,21 +77,38 @@ def verify(dist: Path) -> None:
 
 
 @cli.command()
-@click.option("--disk", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Disk file to boot (default: the raw image of the last build).")
+@click.option(
+    "--disk",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Disk file to boot (default: the raw image of the last build).",
+)
 @click.option("--format", "disk_format", default=None, help="qemu format of the disk (default: from its suffix).")
 @click.option("--disk-bus", type=click.Choice(sorted(qemu.DISK_BUSES)), default="virtio", show_default=True)
 @click.option("--nic-model", type=click.Choice(sorted(qemu.NIC_MODELS)), default="virtio", show_default=True)
 @click.option("--nics", type=click.IntRange(1, 8), default=4, show_default=True)
-@click.option("--ssh-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Public key to provision for root (default: a throwaway key, printed).")
+@click.option(
+    "--ssh-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Public key to provision for root (default: a throwaway key, printed).",
+)
 @click.option("--site", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Site file to provision.")
-@click.option("--network", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="network.yaml to provision.")
+@click.option(
+    "--network", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="network.yaml to provision."
+)
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for READY.")
 @click.option("--stay", is_flag=True, help="Keep the VM running after READY until Ctrl-C.")
-def boot(disk: Path | None, disk_format: str | None, disk_bus: str, nic_model: str, nics: int,
-         ssh_key: Path | None, site: Path | None, network: Path | None, timeout: float, stay: bool) -> None:
+def boot(
+    disk: Path | None,
+    disk_format: str | None,
+    disk_bus: str,
+    nic_model: str,
+    nics: int,
+    ssh_key: Path | None,
+    site: Path | None,
+    network: Path | None,
+    timeout: float,
+    stay: bool,
+) -> None:
     """Boot an appliance disk in QEMU (KVM if it works, else TCG) and wait for READY."""
     from . import provision
 
@@ -111,9 +131,13 @@ def boot(disk: Path | None, disk_format: str | None, disk_bus: str, nic_model: s
         inputs["site"] = site.read_text()
     if network:
         inputs["network"] = network.read_text()
-    spec = qemu.VMSpec(disk=disk, disk_format=fmt, disk_bus=disk_bus,
-                       nics=[qemu.Nic(model=nic_model, ssh=(n == 0)) for n in range(nics)],
-                       credentials=provision.as_credentials(inputs))
+    spec = qemu.VMSpec(
+        disk=disk,
+        disk_format=fmt,
+        disk_bus=disk_bus,
+        nics=[qemu.Nic(model=nic_model, ssh=(n == 0)) for n in range(nics)],
+        credentials=provision.as_credentials(inputs),
+    )
     try:
         vm = qemu.boot_until_ready(spec, workdir, ssh_key=private, timeout=timeout)
     except qemu.BootError as exc:
@@ -123,7 +147,8 @@ def boot(disk: Path | None, disk_format: str | None, disk_bus: str, nic_model: s
         click.echo("ssh: " + " ".join(vm.ssh_argv("")).strip())
         if stay:
             click.echo("VM running; Ctrl-C stops it.")
-            vm.proc.wait()
+            if vm.proc is not None:
+                vm.proc.wait()
     except KeyboardInterrupt:
         pass
     finally:

@@ -4,6 +4,7 @@ Each block sits between ``<!-- BEGIN generated NAME -->`` and ``<!-- END generat
 Markdown file; `lbimage docs` rewrites them and tests/test_docs.py fails when one is stale, so
 what the docs say is what the code checks.
 """
+
 from __future__ import annotations
 
 import re
@@ -65,14 +66,19 @@ BLOCKS: tuple[tuple[str, str, Callable[[], str]], ...] = (
 
 
 def pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- BEGIN generated {re.escape(name)} -->\n)(.*?)(<!-- END generated {re.escape(name)} -->)",
-                      re.S)
+    return re.compile(
+        rf"(<!-- BEGIN generated {re.escape(name)} -->\n)(.*?)(<!-- END generated {re.escape(name)} -->)", re.S
+    )
 
 
 def current(path: str, name: str, root: Path = ROOT) -> str | None:
     """The block as the file has it now, or None if the file lacks its markers."""
     match = pattern(name).search((root / path).read_text())
     return match.group(2) if match else None
+
+
+def _replacement(block: str) -> Callable[[re.Match[str]], str]:
+    return lambda m: m.group(1) + block + m.group(3)
 
 
 def regenerate(root: Path = ROOT) -> list[str]:
@@ -84,7 +90,7 @@ def regenerate(root: Path = ROOT) -> list[str]:
         for _, name, make in (b for b in BLOCKS if b[0] == path):
             if not pattern(name).search(new):
                 raise ValueError(f"{path} lacks the markers of the generated block {name!r}")
-            new = pattern(name).sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(3), new)
+            new = pattern(name).sub(_replacement(make() + "\n"), new)
         if new != text:
             (root / path).write_text(new)
             changed.append(path)

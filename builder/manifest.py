@@ -8,12 +8,13 @@ One artifacts entry per hypervisor; paths are relative to dist/. Hypervisors tha
 (KVM and Nutanix share the qcow2) list the same file. dist/SHA256SUMS carries the same sums in
 `sha256sum -c` form for users without this tool.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -38,10 +39,10 @@ def file_entry(dist: Path, path: Path) -> dict[str, Any]:
     return {"path": path.relative_to(dist).as_posix(), "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
-def artifact_entry(hypervisor: str, disk_format: str, virtual_size: int, files: Iterable[dict[str, Any]]
-                   ) -> dict[str, Any]:
-    return {"hypervisor": hypervisor, "disk_format": disk_format, "virtual_size": virtual_size,
-            "files": list(files)}
+def artifact_entry(
+    hypervisor: str, disk_format: str, virtual_size: int, files: Iterable[dict[str, Any]]
+) -> dict[str, Any]:
+    return {"hypervisor": hypervisor, "disk_format": disk_format, "virtual_size": virtual_size, "files": list(files)}
 
 
 def write(dist: Path, name: str, version: str, built: str, artifacts: list[dict[str, Any]]) -> Path:
@@ -80,8 +81,12 @@ class RelativePath(Type[str]):
     kind = "path relative to dist/"
 
     def parse(self, value: object, at: Cursor) -> str:
-        if (not isinstance(value, str) or not value or PurePosixPath(value).is_absolute()
-                or ".." in PurePosixPath(value).parts):
+        if (
+            not isinstance(value, str)
+            or not value
+            or PurePosixPath(value).is_absolute()
+            or ".." in PurePosixPath(value).parts
+        ):
             raise Invalid(f"{describe(value)} is not a relative path inside dist/")
         return value
 
@@ -95,24 +100,35 @@ def _unique_hypervisors(items: list[Any], at: Cursor) -> None:
             seen.add(artifact.get("hypervisor", ""))
 
 
-FILE = Table((
-    Field("path", RelativePath(), "the file, relative to dist/", required=True),
-    Field("sha256", Text(r"[0-9a-f]{64}", "64 lower-case hex digits"), "its SHA-256", required=True),
-    Field("bytes", Integer(0, 2**63), "its size in bytes", required=True),
-))
-ARTIFACT = Table((
-    Field("hypervisor", Text(what="a hypervisor name"), "which hypervisor the files are for", required=True),
-    Field("disk_format", Text(what="a disk format"), "the disk's format", required=True),
-    Field("virtual_size", Integer(1, 2**63, "bytes"), "the disk's virtual size", required=True),
-    Field("files", ListOf(FILE, empty="an artifact has at least one file"), "its files", required=True),
-))
-MANIFEST_TABLE = Table((
-    Field("name", Text(what="a product name"), "product name", required=True),
-    Field("version", Text(what="a version"), "appliance version", required=True),
-    Field("built", ISOTime(), "when the image was built", required=True),
-    Field("artifacts", ListOf(ARTIFACT, empty="a manifest lists at least one artifact",
-                              items_check=_unique_hypervisors), "one entry per hypervisor", required=True),
-), title="dist/manifest.json")
+FILE = Table(
+    (
+        Field("path", RelativePath(), "the file, relative to dist/", required=True),
+        Field("sha256", Text(r"[0-9a-f]{64}", "64 lower-case hex digits"), "its SHA-256", required=True),
+        Field("bytes", Integer(0, 2**63), "its size in bytes", required=True),
+    )
+)
+ARTIFACT = Table(
+    (
+        Field("hypervisor", Text(what="a hypervisor name"), "which hypervisor the files are for", required=True),
+        Field("disk_format", Text(what="a disk format"), "the disk's format", required=True),
+        Field("virtual_size", Integer(1, 2**63, "bytes"), "the disk's virtual size", required=True),
+        Field("files", ListOf(FILE, empty="an artifact has at least one file"), "its files", required=True),
+    )
+)
+MANIFEST_TABLE = Table(
+    (
+        Field("name", Text(what="a product name"), "product name", required=True),
+        Field("version", Text(what="a version"), "appliance version", required=True),
+        Field("built", ISOTime(), "when the image was built", required=True),
+        Field(
+            "artifacts",
+            ListOf(ARTIFACT, empty="a manifest lists at least one artifact", items_check=_unique_hypervisors),
+            "one entry per hypervisor",
+            required=True,
+        ),
+    ),
+    title="dist/manifest.json",
+)
 
 
 def check_schema(manifest: Any) -> list[str]:

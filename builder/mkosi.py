@@ -4,6 +4,7 @@ mkosi does the composing (packages, overlay, initrd, UKI, partitions); this modu
 per-build settings (version, mirrors, caches, SOURCE_DATE_EPOCH), shows mkosi's steps as progress,
 and skips the build when none of its inputs changed since the last one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,18 +34,19 @@ class BuildError(RuntimeError):
 @dataclass
 class BuiltImage:
     """What one build produced; stored as build/image.json so later steps find it."""
+
     version: str
-    raw: str                 # whole-disk raw image, extended to the virtual size
-    root_partition: str      # the root file system on its own (for updates and reproducibility)
+    raw: str  # whole-disk raw image, extended to the virtual size
+    root_partition: str  # the root file system on its own (for updates and reproducibility)
     uki: str
-    package_list: str        # mkosi's list of the image's packages (its 'manifest' output)
+    package_list: str  # mkosi's list of the image's packages (its 'manifest' output)
     virtual_size: int
     inputs_digest: str
-    built: str               # ISO 8601
+    built: str  # ISO 8601
     source_date_epoch: int
 
     @classmethod
-    def load(cls, path: Path) -> "BuiltImage | None":
+    def load(cls, path: Path) -> BuiltImage | None:
         try:
             return cls(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):
@@ -81,9 +83,14 @@ def mkosi_version() -> tuple[int, ...]:
 def render_package_manager_tree(build_dir: Path) -> Path:
     tree = build_dir / "pkgmngr"
     mirror, security = settings.apt_mirrors()
-    templates.write(IMAGE_DIR / "templates" / "mkosi.sources.j2", tree / "etc/apt/sources.list.d/mkosi.sources",
-                    mirror=mirror, security_mirror=security, release=RELEASE,
-                    snapshot=bool(settings.get("LB_SNAPSHOT")))
+    templates.write(
+        IMAGE_DIR / "templates" / "mkosi.sources.j2",
+        tree / "etc/apt/sources.list.d/mkosi.sources",
+        mirror=mirror,
+        security_mirror=security,
+        release=RELEASE,
+        snapshot=bool(settings.get("LB_SNAPSHOT")),
+    )
     return tree
 
 
@@ -91,8 +98,9 @@ def run_mkosi(args: list[str], log_path: Path) -> None:
     """Run mkosi, keep its whole output in a log, and show its own step lines ('‣ ...')."""
     started = time.monotonic()
     with log_path.open("w") as log:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", bufsize=1)
+        proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
+        )
         assert proc.stdout is not None
         tail: list[str] = []
         for line in proc.stdout:
@@ -113,8 +121,7 @@ def extend_to_virtual_size(raw: Path, virtual_size: int) -> None:
         raise BuildError(f"{raw} is {raw.stat().st_size} bytes, larger than the {virtual_size}-byte virtual disk")
     with raw.open("r+b") as f:
         f.truncate(virtual_size)
-    subprocess.run(["sfdisk", "--quiet", "--relocate", "gpt-bak-std", str(raw)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(["sfdisk", "--quiet", "--relocate", "gpt-bak-std", str(raw)], check=True, stdout=subprocess.DEVNULL)
 
 
 def build(virtual_size: int, force: bool = False) -> BuiltImage:
@@ -124,7 +131,7 @@ def build(virtual_size: int, force: bool = False) -> BuiltImage:
     digest = inputs_digest(image_version, virtual_size)
     record = build_dir / "image.json"
     previous = BuiltImage.load(record)
-    if (not force and previous and previous.inputs_digest == digest and Path(previous.raw).exists()):
+    if not force and previous and previous.inputs_digest == digest and Path(previous.raw).exists():
         progress.say(f"image {image_version} is up to date ({previous.raw}); use --force to rebuild")
         return previous
 
@@ -137,7 +144,9 @@ def build(virtual_size: int, force: bool = False) -> BuiltImage:
     epoch = int(settings.get("SOURCE_DATE_EPOCH"))
     tree = render_package_manager_tree(build_dir)
     args = [
-        "mkosi", "--directory", str(IMAGE_DIR),
+        "mkosi",
+        "--directory",
+        str(IMAGE_DIR),
         f"--image-version={image_version}",
         f"--output-dir={output_dir}",
         f"--cache-dir={cache_dir / 'mkosi'}",
@@ -145,7 +154,8 @@ def build(virtual_size: int, force: bool = False) -> BuiltImage:
         f"--workspace-dir={cache_dir / 'workspace'}",
         f"--source-date-epoch={epoch}",
         f"--package-manager-tree={tree}:/" if mkosi_version() < (25,) else f"--sandbox-tree={tree}:/",
-        "--force", "build",
+        "--force",
+        "build",
     ]
     with progress.step(f"mkosi build of {IMAGE_ID} {image_version}"):
         run_mkosi(args, build_dir / "mkosi.log")
@@ -155,10 +165,16 @@ def build(virtual_size: int, force: bool = False) -> BuiltImage:
     with progress.step(f"lay out the disk at its virtual size ({virtual_size // 2**30} GiB)"):
         extend_to_virtual_size(raw, virtual_size)
     built = BuiltImage(
-        version=image_version, raw=str(raw), root_partition=str(output_dir / f"{stem}.root.raw"),
-        uki=str(output_dir / f"{stem}.efi"), package_list=str(output_dir / f"{stem}.manifest"),
-        virtual_size=virtual_size, inputs_digest=digest,
-        built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), source_date_epoch=epoch)
+        version=image_version,
+        raw=str(raw),
+        root_partition=str(output_dir / f"{stem}.root.raw"),
+        uki=str(output_dir / f"{stem}.efi"),
+        package_list=str(output_dir / f"{stem}.manifest"),
+        virtual_size=virtual_size,
+        inputs_digest=digest,
+        built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        source_date_epoch=epoch,
+    )
     built.save(record)
     progress.say(f"raw image: {raw} ({allocated_bytes(raw) / 1e6:.0f} MB used)")
     return built

@@ -1,11 +1,12 @@
 """Network namespaces for VMs on TAP devices: an isolated L2 segment shared by a guest NIC and
 processes on the host side (real servers, clients), so that tests send traffic only to addresses
 inside namespaces they made."""
+
 from __future__ import annotations
 
 import secrets
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def ip(*args: str) -> None:
@@ -20,7 +21,7 @@ class Namespace:
     def __init__(self, prefix: str = "lbvm"):
         self.name = f"{prefix}-{secrets.token_hex(3)}"
 
-    def __enter__(self) -> "Namespace":
+    def __enter__(self) -> Namespace:
         ip("netns", "add", self.name)
         ip("-n", self.name, "link", "set", "lo", "up")
         return self

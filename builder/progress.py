@@ -1,10 +1,11 @@
 """Progress for long operations: which step runs, and how long each one took."""
+
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 _depth = 0
 

@@ -3,6 +3,7 @@
 The appliance (lbctl.boot.provision.INPUTS) accepts each input as a systemd credential or as a file on
 a config disk labelled LBCONFIG. This module makes both for tests and for `lbimage boot`.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -34,18 +35,26 @@ def make_config_disk(inputs: dict[str, str], path: Path, size_kib: int = 2048, f
         with tempfile.TemporaryDirectory() as tree:
             for key, text in inputs.items():
                 (Path(tree) / INPUTS_BY_KEY[key].disk_file).write_text(text)
-            subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", CONFIG_DISK_LABEL, "-J", "-R",
-                            "-o", str(path), tree], check=True, capture_output=True)
+            subprocess.run(
+                ["xorriso", "-as", "mkisofs", "-quiet", "-V", CONFIG_DISK_LABEL, "-J", "-R", "-o", str(path), tree],
+                check=True,
+                capture_output=True,
+            )
         return path
     if fmt != "fat":
         raise ValueError(f"config disk format {fmt!r}: expected 'fat' or 'iso'")
-    subprocess.run(["mkfs.vfat", "-n", CONFIG_DISK_LABEL, "-C", str(path), str(size_kib)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["mkfs.vfat", "-n", CONFIG_DISK_LABEL, "-C", str(path), str(size_kib)], check=True, capture_output=True
+    )
     for key, text in inputs.items():
         source = path.with_name(f"{path.name}.{INPUTS_BY_KEY[key].disk_file}")
         source.write_text(text)
-        subprocess.run(["mcopy", "-i", str(path), str(source), f"::/{INPUTS_BY_KEY[key].disk_file}"],
-                       check=True, capture_output=True, env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
+        subprocess.run(
+            ["mcopy", "-i", str(path), str(source), f"::/{INPUTS_BY_KEY[key].disk_file}"],
+            check=True,
+            capture_output=True,
+            env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"},
+        )
         source.unlink()
     return path
 
@@ -55,6 +64,7 @@ def make_ssh_key(directory: Path, name: str = "id_ed25519") -> tuple[Path, str]:
     directory.mkdir(parents=True, exist_ok=True)
     key = directory / name
     if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lbimage-test", "-f", str(key)],
-                       check=True)
-    return key, key.with_name(f"{key.name}.pub").read_text()   # what ssh-keygen writes, dots or not
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lbimage-test", "-f", str(key)], check=True
+        )
+    return key, key.with_name(f"{key.name}.pub").read_text()  # what ssh-keygen writes, dots or not

@@ -3,6 +3,7 @@
 Every setting can be given in the environment (or as 'make image NAME=value'). `lbimage settings`
 prints this table, and the README's table is the same list.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,20 +33,43 @@ EPOCH = Text(r"\d+", "seconds since 1970 (an integer)")
 
 # One row per setting: the environment variable, its type, what it is and its default. The
 # README's table of build settings is this one (`lbimage settings` prints it with the values).
-SETTINGS = Table((
-    Field("LB_MIRROR", URL, "Debian mirror for the image's packages", default="http://deb.debian.org/debian"),
-    Field("LB_SECURITY_MIRROR", URL, "Debian security mirror", default="http://deb.debian.org/debian-security"),
-    Field("LB_SNAPSHOT", SNAPSHOT,
-          "pin packages to a snapshot.debian.org date (e.g. 20251120T000000Z); overrides the mirrors", default=""),
-    Field("LB_CACHE_DIR", PATH, "mkosi's package cache and incremental cache (kept outside the checkout)",
-          default="/var/cache/lbimage"),
-    Field("LB_BUILD_DIR", PATH, "intermediate outputs (the raw image)",
-          default=Default(lambda _: str(ROOT / "build"), "build/")),
-    Field("LB_DIST_DIR", PATH, "finished artifacts and manifest.json",
-          default=Default(lambda _: str(ROOT / "dist"), "dist/")),
-    Field("SOURCE_DATE_EPOCH", EPOCH, "timestamp for reproducible builds",
-          default=Default(_git_epoch, "the last commit's time")),
-), title="Build settings")
+SETTINGS = Table(
+    (
+        Field("LB_MIRROR", URL, "Debian mirror for the image's packages", default="http://deb.debian.org/debian"),
+        Field("LB_SECURITY_MIRROR", URL, "Debian security mirror", default="http://deb.debian.org/debian-security"),
+        Field(
+            "LB_SNAPSHOT",
+            SNAPSHOT,
+            "pin packages to a snapshot.debian.org date (e.g. 20251120T000000Z); overrides the mirrors",
+            default="",
+        ),
+        Field(
+            "LB_CACHE_DIR",
+            PATH,
+            "mkosi's package cache and incremental cache (kept outside the checkout)",
+            default="/var/cache/lbimage",
+        ),
+        Field(
+            "LB_BUILD_DIR",
+            PATH,
+            "intermediate outputs (the raw image)",
+            default=Default(lambda _: str(ROOT / "build"), "build/"),
+        ),
+        Field(
+            "LB_DIST_DIR",
+            PATH,
+            "finished artifacts and manifest.json",
+            default=Default(lambda _: str(ROOT / "dist"), "dist/"),
+        ),
+        Field(
+            "SOURCE_DATE_EPOCH",
+            EPOCH,
+            "timestamp for reproducible builds",
+            default=Default(_git_epoch, "the last commit's time"),
+        ),
+    ),
+    title="Build settings",
+)
 FIELDS = {f.key: f for f in SETTINGS.fields}
 
 
@@ -74,6 +98,8 @@ def apt_mirrors() -> tuple[str, str]:
     """(main, security) mirror URLs, with a pinned snapshot taking precedence."""
     snapshot = get("LB_SNAPSHOT")
     if snapshot:
-        return (f"http://snapshot.debian.org/archive/debian/{snapshot}/",
-                f"http://snapshot.debian.org/archive/debian-security/{snapshot}/")
+        return (
+            f"http://snapshot.debian.org/archive/debian/{snapshot}/",
+            f"http://snapshot.debian.org/archive/debian-security/{snapshot}/",
+        )
     return get("LB_MIRROR"), get("LB_SECURITY_MIRROR")

@@ -5,13 +5,14 @@ lbctl reads or writes. Paths can be moved with environment variables, which is h
 run lbctl against a HAProxy of their own instead of the appliance's; the defaults are the
 appliance's own layout.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_ID = "lbappliance"            # mkosi ImageId=, os-release IMAGE_ID, the artifacts' file names
+IMAGE_ID = "lbappliance"  # mkosi ImageId=, os-release IMAGE_ID, the artifacts' file names
 
 # The network adapters, named eth0..eth3 in the hypervisor's adapter order (net.ifnames=0).
 INTERFACES = ("eth0", "eth1", "eth2", "eth3")
@@ -20,9 +21,9 @@ INTERFACES = ("eth0", "eth1", "eth2", "eth3")
 # real server may be one of them on an address of the appliance.
 SSH_PORT = 22
 SNMP_PORT = 161
-HEARTBEAT_PORT = 6694               # UDP, between the two nodes of an HA pair
-PEERS_PORT = 7778                   # TCP, HAProxy persistence-table replication
-WEB_UI_PORT = 9443                  # TCP, HTTPS management
+HEARTBEAT_PORT = 6694  # UDP, between the two nodes of an HA pair
+PEERS_PORT = 7778  # TCP, HAProxy persistence-table replication
+WEB_UI_PORT = 9443  # TCP, HTTPS management
 OWN_PORTS: dict[int, str] = {
     SSH_PORT: "SSH",
     SNMP_PORT: "SNMP",
@@ -55,9 +56,9 @@ PRESETS_DIR = PACKAGE_DIR / "site" / "presets"
 class Paths:
     """Where the configuration lives; one instance per command, from the environment."""
 
-    state_dir: Path        # generations of rendered configs, the 'current' and 'last-good' links
-    admin_socket: Path     # HAProxy runtime API (stats socket, level admin)
-    master_socket: Path    # HAProxy master CLI, used for seamless reloads
+    state_dir: Path  # generations of rendered configs, the 'current' and 'last-good' links
+    admin_socket: Path  # HAProxy runtime API (stats socket, level admin)
+    master_socket: Path  # HAProxy master CLI, used for seamless reloads
     os_release: Path
 
     @property

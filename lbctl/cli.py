@@ -4,13 +4,13 @@ Exit status: 0 success; 1 the command failed (invalid site, HAProxy refused, ...
 'error: ...' line per problem on stderr; 2 wrong usage. lbctl never shows a Python traceback
 unless LBCTL_DEBUG=1 is set.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import sys
 from pathlib import Path
-
 from typing import Any, NoReturn
 
 import click
@@ -57,8 +57,10 @@ def report(outcome: Outcome, verb: str) -> None:
     if not outcome.changed:
         click.echo(f"configuration unchanged (generation {outcome.generation.name}); nothing to reload")
     else:
-        click.echo(f"{verb} generation {outcome.generation.name}"
-                   + ("; HAProxy reloaded seamlessly" if outcome.reloaded else ""))
+        click.echo(
+            f"{verb} generation {outcome.generation.name}"
+            + ("; HAProxy reloaded seamlessly" if outcome.reloaded else "")
+        )
     for note in outcome.notes:
         click.echo(f"note: {note}")
 
@@ -113,8 +115,13 @@ def validate(kind: str, file: str) -> None:
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory to write haproxy.cfg, manifest.json and networkd/ into.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory to write haproxy.cfg, manifest.json and networkd/ into.",
+)
 @click.pass_obj
 def render(paths: Paths, file: str, out_dir: str) -> None:
     """Write every file generated from a site file into a directory, touching nothing else.
@@ -122,7 +129,8 @@ def render(paths: Paths, file: str, out_dir: str) -> None:
     Runs on any machine: the paths inside the files (runtime API socket, server state file)
     follow LBCTL_ADMIN_SOCKET and LBCTL_STATE_DIR, as on the appliance by default.
     """
-    from .config.render import RenderSettings, render as render_files, write_files
+    from .config.render import RenderSettings, write_files
+    from .config.render import render as render_files
 
     site, _ = load(file)
     files = render_files(site, RenderSettings.for_paths(paths, appliance_version(paths.os_release)))
@@ -132,20 +140,28 @@ def render(paths: Paths, file: str, out_dir: str) -> None:
 
 
 @cli.command()
+@click.option(
+    "--remove",
+    "removals",
+    multiple=True,
+    metavar="SERVICE",
+    help="Remove this running service, which the site file no longer has (repeat for each).",
+)
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.pass_obj
-def apply(paths: Paths, file: str) -> None:
+def apply(paths: Paths, removals: tuple[str, ...], file: str) -> None:
     """Validate, render, check with 'haproxy -c', switch to it and reload HAProxy seamlessly.
 
     Persistence tables survive the reload. On any failure the running configuration stays and
     the error is printed. The configuration before becomes last-good ('lbctl rollback').
-    If HAProxy is not running, the configuration is put in place for its start.
+    If HAProxy is not running, the configuration is put in place for its start. A running
+    service that the site file lacks is removed only with --remove SERVICE.
     """
     from .config.apply import apply_site
 
     site, text = load(file)
     try:
-        report(apply_site(paths, site, text), "applied")
+        report(apply_site(paths, site, text, allowed_removals=removals), "applied")
     except ApplyError as exc:
         fail(str(exc))
 
@@ -238,7 +254,7 @@ def server(paths: Paths, action: str, service: str, label: str) -> None:
             haproxy.shutdown_sessions(paths.admin_socket, service, label)
     except haproxy.HAProxyAPIError as exc:
         fail(str(exc))
-    save_server_state(paths)       # so that a reboot before the next reload keeps it too
+    save_server_state(paths)  # so that a reboot before the next reload keeps it too
     click.echo(f"{service}/{label}: {action}: {meaning}")
 
 
@@ -278,12 +294,216 @@ def generations(paths: Paths) -> None:
         click.echo(f"{generation.name}  {mark:<9}  {', '.join(services) or '(no services)'}")
 
 
+# --- the firewall ------------------------------------------------------------------------------
+
+
+@cli.group()
+def firewall() -> None:
+    """The appliance's firewall: status and counters, lockdown, the site's own rules, commit-confirm.
+
+    \b
+      lbctl firewall status                     rule groups with their counters, lockdown, pending change
+      lbctl firewall lockdown --network 10.1.0.0/16   management (SSH, web UI) only from there
+      lbctl firewall rules site-rules.nft       install the site's own rules (nftables syntax)
+      lbctl firewall apply --confirm 120        load; revert in 120 s unless confirmed
+      lbctl firewall confirm                    keep the change
+    """
+
+
+def _current_site(paths: Paths) -> Site | None:
+    from .config import generations
+    from .config.apply import site_of
+
+    current = generations.target_of(paths.current)
+    return site_of(current) if current else None
+
+
+def _firewall_change(paths: Paths, confirm: int | None, **render: Any) -> None:
+    from .appliance import appliance_version
+    from .firewall import apply as fw
+
+    site = _current_site(paths)
+    try:
+        text = fw.firewall_for(site, version=appliance_version(paths.os_release), **render)
+        click.echo(fw.apply(site, confirm_seconds=confirm, text=text, paths=paths))
+    except (fw.FirewallError, InputInvalid) as exc:
+        fail(str(exc))
+
+
+CONFIRM_HELP = "Revert by itself after this many seconds unless 'lbctl firewall confirm' follows."
+
+
+@firewall.command("apply")
+@click.option("--confirm", "confirm", type=click.IntRange(10, 3600), metavar="SECONDS", help=CONFIRM_HELP)
+@click.pass_obj
+def firewall_apply(paths: Paths, confirm: int | None) -> None:
+    """Render the ruleset from the applied site, firewall.yaml and the site's rules, and load it."""
+    _firewall_change(paths, confirm)
+
+
+@firewall.command("confirm")
+def firewall_confirm() -> None:
+    """Keep the firewall change that is waiting for confirmation."""
+    from .firewall import apply as fw
+
+    try:
+        click.echo(fw.confirm())
+    except fw.FirewallError as exc:
+        fail(str(exc))
+
+
+@firewall.command("revert")
+def firewall_revert() -> None:
+    """Go back to the confirmed ruleset now (a change waiting for confirmation is dropped)."""
+    from .firewall import apply as fw
+
+    try:
+        click.echo(fw.revert())
+    except fw.FirewallError as exc:
+        fail(str(exc))
+
+
+@firewall.command("rules")
+@click.option("--confirm", "confirm", type=click.IntRange(10, 3600), metavar="SECONDS", help=CONFIRM_HELP)
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.pass_obj
+def firewall_rules(paths: Paths, confirm: int | None, file: str) -> None:
+    """Install the site's own rules (the guide's Firewall Script, nftables syntax) and load them.
+
+    The file is checked with the generated ruleset in one 'nft -c' first; a refused file changes
+    nothing. It is kept on the data partition and never replicated to an HA peer.
+    """
+    from .fileio import write_atomic
+    from .firewall import apply as fw
+    from .firewall import ruleset
+    from .firewall.siterules import parse
+
+    text = Path(file).read_text()
+    try:
+        rules = parse(text)
+    except InputInvalid as exc:
+        fail([f"error: {file}: {line}" for line in exc.lines()])
+    _firewall_change(paths, confirm, rules=rules)
+    if not fw.pending() or confirm is not None:
+        write_atomic(ruleset.SITE_RULES_FILE, text, 0o600)
+
+
+@firewall.command("edit")
+@click.pass_obj
+def firewall_edit(paths: Paths) -> None:
+    """Edit the site's own rules in $EDITOR, then check and load them as 'lbctl firewall rules'."""
+    import tempfile
+
+    from .firewall import ruleset
+
+    with tempfile.NamedTemporaryFile("w+", suffix=".nft", delete=False) as scratch:
+        scratch.write(ruleset.SITE_RULES_FILE.read_text() if ruleset.SITE_RULES_FILE.exists() else RULES_SKELETON)
+    click.edit(filename=scratch.name)
+    ctx = click.get_current_context()
+    ctx.invoke(firewall_rules, file=scratch.name, confirm=None)
+    Path(scratch.name).unlink(missing_ok=True)
+
+
+RULES_SKELETON = """\
+# The site's own firewall rules (nftables syntax), kept on this appliance only.
+# Each block names one of the appliance's chains; its rules run after the generated ones.
+# chain input {
+#     ip saddr 10.0.9.0/24 udp dport 161 accept
+# }
+# chain postrouting {
+#     ip saddr { 10.10.5.59, 10.10.5.60 } tcp dport { 104, 11112 } snat ip to 10.10.5.100
+# }
+"""
+
+
+@firewall.command("lockdown")
+@click.option("--network", "networks", metavar="CIDR[,CIDR...]", help="Management only from these networks.")
+@click.option("--open", "open_", is_flag=True, help="Lift the lockdown: management from anywhere.")
+@click.option("--force", is_flag=True, help="Even if it would cut off this session's own address.")
+@click.option(
+    "--confirm",
+    "confirm",
+    type=click.IntRange(10, 3600),
+    default=120,
+    show_default=True,
+    metavar="SECONDS",
+    help=CONFIRM_HELP,
+)
+@click.pass_obj
+def firewall_lockdown(paths: Paths, networks: str | None, open_: bool, force: bool, confirm: int) -> None:
+    """The vendor's lockdown wizard: SSH and the web UI only from the management networks.
+
+    Refuses a lockdown that would cut off the SSH session it runs from unless --force. The change
+    reverts by itself after --confirm seconds (120) unless 'lbctl firewall confirm' follows.
+    """
+    import ipaddress
+
+    import yaml
+
+    from .fileio import write_atomic
+    from .firewall import apply as fw
+    from .firewall.settings import FIREWALL_KIND, SETTINGS_FILE
+
+    if bool(networks) == open_:
+        fail("give either --network CIDR[,CIDR...] or --open")
+    listed = [n.strip() for n in (networks or "").split(",") if n.strip()]
+    text = yaml.safe_dump({"management_networks": listed})
+    try:
+        settings = FIREWALL_KIND.parse_text(text)
+    except InputInvalid as exc:
+        fail([f"error: --network: {line}" for line in exc.lines()])
+    session = os.environ.get("SSH_CONNECTION", "").split()
+    if settings.locked_down and session and not force:
+        client = ipaddress.ip_address(session[0])
+        if not any(client in network for network in settings.management_networks):
+            fail(
+                f"this session comes from {client}, outside {', '.join(listed)}: the lockdown would cut it off "
+                "(--force to do it anyway)"
+            )
+    _firewall_change(paths, confirm, settings=settings)
+    write_atomic(SETTINGS_FILE, text, 0o644)
+    if fw.pending():
+        click.echo("run 'lbctl firewall confirm' from a management network to keep it")
+
+
+@firewall.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def firewall_status(as_json: bool) -> None:
+    """The lockdown, a change waiting for confirmation, and every rule group with its counters."""
+    from .firewall import apply as fw
+    from .firewall import ruleset
+    from .firewall.settings import load_settings
+
+    settings = load_settings()
+    try:
+        counters = ruleset.counters()
+    except ruleset.FirewallError as exc:
+        fail(str(exc))
+    groups: dict[tuple[str, str], list[int]] = {}
+    for c in counters:
+        total = groups.setdefault((c.chain, c.comment or "(uncommented)"), [0, 0])
+        total[0] += c.packets
+        total[1] += c.bytes
+    lockdown = [str(n) for n in settings.management_networks]
+    rows = [{"chain": chain, "group": group, "packets": p, "bytes": b} for (chain, group), (p, b) in groups.items()]
+    if as_json:
+        state = {"lockdown": lockdown, "pending_confirmation": fw.pending(), "groups": rows}
+        click.echo(json.dumps(state, indent=2))
+        return
+    click.echo(f"lockdown: {', '.join(lockdown) or 'none (management open from anywhere)'}")
+    if fw.pending():
+        click.echo("a change is waiting for confirmation ('lbctl firewall confirm')")
+    click.echo(f"{'CHAIN':<12} {'GROUP':<22} {'PACKETS':>10} {'BYTES':>12}")
+    for g in rows:
+        click.echo(f"{g['chain']:<12} {g['group']:<22} {g['packets']:>10} {g['bytes']:>12}")
+
+
 def main() -> None:
     try:
         cli()
     except SystemExit:
         raise
-    except Exception as exc:        # a traceback helps no operator; LBCTL_DEBUG=1 shows it
+    except Exception as exc:  # a traceback helps no operator; LBCTL_DEBUG=1 shows it
         if os.environ.get("LBCTL_DEBUG"):
             raise
         click.echo(f"error: lbctl: unexpected {type(exc).__name__}: {exc}", err=True)

@@ -3,6 +3,7 @@
 The one atomic write of the project: lbctl's generations, provisioning's stored inputs, the
 credentials, and the build tool's manifest all go through :func:`write_atomic`.
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ runs every service of the applied configuration with its frontend OPEN. Real ser
 DOWN do not make the appliance unhealthy (it does its job: it stops sending clients there); they
 are reported, per service, as degraded or down.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,18 +24,18 @@ SERVER_STATES = ("UP", "DOWN", "DRAIN", "MAINT")
 class CheckResult:
     """A real server's last health check, as HAProxy reports it (`show stat`: check_status ...)."""
 
-    status: str                     # L4OK, L7OK, L4CON, L7RSP, PROCOK, ...
-    code: int | None                # layer-7 code where the check has one
+    status: str  # L4OK, L7OK, L4CON, L7RSP, PROCOK, ...
+    code: int | None  # layer-7 code where the check has one
     duration_ms: int | None
-    detail: str                     # HAProxy's words, e.g. "Connection refused"
+    detail: str  # HAProxy's words, e.g. "Connection refused"
 
 
 @dataclass(frozen=True)
 class ServerStatus:
     label: str
-    address: str                    # address:port
-    state: str                      # one of SERVER_STATES (the vendor's words)
-    haproxy_status: str             # HAProxy's own ("UP 1/3", "NOLB", ...)
+    address: str  # address:port
+    state: str  # one of SERVER_STATES (the vendor's words)
+    haproxy_status: str  # HAProxy's own ("UP 1/3", "NOLB", ...)
     weight: int | None
     sessions: int
     sessions_total: int
@@ -46,15 +47,15 @@ class ServerStatus:
 @dataclass(frozen=True)
 class ServiceStatus:
     name: str
-    vip: str                        # VIP:port
-    state: str                      # the frontend: OPEN, or MISSING/UNKNOWN when HAProxy lacks it
+    vip: str  # VIP:port
+    state: str  # the frontend: OPEN, or MISSING/UNKNOWN when HAProxy lacks it
     summary: str = ""
     check: str = ""
     persistence_minutes: int | None = None
     sessions: int = 0
     sessions_total: int = 0
     servers_up: int = 0
-    health: str = ""                # ok, degraded (some servers down), down (all down)
+    health: str = ""  # ok, degraded (some servers down), down (all down)
     servers: tuple[ServerStatus, ...] = ()
 
 
@@ -113,14 +114,25 @@ def _number(row: dict[str, str], key: str) -> int | None:
 
 
 def _server(row: dict[str, str], configured: dict[str, Any] | None) -> ServerStatus:
-    check = CheckResult(status=row.get("check_status", ""), code=_number(row, "check_code"),
-                        duration_ms=_number(row, "check_duration"), detail=row.get("last_chk", ""))
+    check = CheckResult(
+        status=row.get("check_status", ""),
+        code=_number(row, "check_code"),
+        duration_ms=_number(row, "check_duration"),
+        detail=row.get("last_chk", ""),
+    )
     address = row.get("addr") or (f"{configured['address']}:{configured['port']}" if configured else "")
-    return ServerStatus(label=row["svname"], address=address, state=server_state(row.get("status", "")),
-                        haproxy_status=row.get("status", ""), weight=_number(row, "weight"),
-                        sessions=_number(row, "scur") or 0, sessions_total=_number(row, "stot") or 0,
-                        last_check=check, seconds_since_change=_number(row, "lastchg"),
-                        failed_checks=_number(row, "chkfail") or 0)
+    return ServerStatus(
+        label=row["svname"],
+        address=address,
+        state=server_state(row.get("status", "")),
+        haproxy_status=row.get("status", ""),
+        weight=_number(row, "weight"),
+        sessions=_number(row, "scur") or 0,
+        sessions_total=_number(row, "stot") or 0,
+        last_check=check,
+        seconds_since_change=_number(row, "lastchg"),
+        failed_checks=_number(row, "chkfail") or 0,
+    )
 
 
 def collect_status(paths: Paths) -> Status:
@@ -128,15 +140,16 @@ def collect_status(paths: Paths) -> Status:
     applied = read_services(paths)
     generation = generations.target_of(paths.current)
     version = appliance_version(paths.os_release)
-    configured = {s["name"]: s for s in (applied or {}).get("services", [])}
+    configured: dict[str, dict[str, Any]] = {s["name"]: s for s in (applied or {}).get("services", [])}
     gen_name = generation.name if generation else None
     try:
         info = haproxy.show_info(paths.admin_socket)
         rows = haproxy.show_stat(paths.admin_socket)
     except haproxy.HAProxyAPIError as exc:
-        services = tuple(ServiceStatus(name=name, vip=f"{s['vip']}:{s['port']}", state="UNKNOWN")
-                         for name, s in configured.items())
-        return Status(version, False, HAProxyStatus(False), gen_name, services, (str(exc),))
+        unknown = tuple(
+            ServiceStatus(name=name, vip=f"{s['vip']}:{s['port']}", state="UNKNOWN") for name, s in configured.items()
+        )
+        return Status(version, False, HAProxyStatus(False), gen_name, unknown, (str(exc),))
     running = HAProxyStatus(True, info.get("Version", ""), _number(info, "Pid"), _number(info, "Uptime_sec") or 0)
     by_proxy: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -149,23 +162,33 @@ def collect_status(paths: Paths) -> Status:
     services: list[ServiceStatus] = []
     names = list(configured) + [n for n, p in by_proxy.items() if n not in configured and p["frontend"]]
     for name in names:
-        proxy = by_proxy.get(name)
-        spec = configured.get(name, {})
+        found = by_proxy.get(name)
+        spec: dict[str, Any] = configured.get(name, {})
         vip = f"{spec['vip']}:{spec['port']}" if spec else ""
-        if proxy is None or proxy["frontend"] is None:
+        if found is None or found["frontend"] is None:
             problems.append(f"{name}: in the applied configuration but not running in HAProxy")
             services.append(ServiceStatus(name=name, vip=vip, state="MISSING"))
             continue
         by_label = {s["label"]: s for s in spec.get("servers", [])}
-        servers = tuple(_server(r, by_label.get(r["svname"])) for r in proxy["servers"])
+        servers = tuple(_server(r, by_label.get(r["svname"])) for r in found["servers"])
         up = sum(1 for s in servers if s.state == "UP")
-        frontend = proxy["frontend"]
+        frontend = found["frontend"]
         state = frontend.get("status", "")
-        services.append(ServiceStatus(
-            name=name, vip=vip, state=state, summary=spec.get("summary", ""), check=spec.get("check", ""),
-            persistence_minutes=spec.get("persistence_minutes"), sessions=_number(frontend, "scur") or 0,
-            sessions_total=_number(frontend, "stot") or 0, servers_up=up,
-            health="ok" if up == len(servers) else ("degraded" if up else "down"), servers=servers))
+        services.append(
+            ServiceStatus(
+                name=name,
+                vip=vip,
+                state=state,
+                summary=spec.get("summary", ""),
+                check=spec.get("check", ""),
+                persistence_minutes=spec.get("persistence_minutes"),
+                sessions=_number(frontend, "scur") or 0,
+                sessions_total=_number(frontend, "stot") or 0,
+                servers_up=up,
+                health="ok" if up == len(servers) else ("degraded" if up else "down"),
+                servers=servers,
+            )
+        )
         if state != "OPEN":
             problems.append(f"{name}: frontend is {state or 'unknown'}, not OPEN")
     return Status(version, not problems, running, gen_name, tuple(services), tuple(problems))
@@ -188,8 +211,10 @@ def format_overview(st: Status) -> str:
     """The System Overview as text: one line per VIP, one per real server below it."""
     head = f"PACS load balancer {st.version}: {'healthy' if st.healthy else 'NOT healthy'}"
     if st.haproxy.running:
-        head += (f" (HAProxy {st.haproxy.version}, up {duration(st.haproxy.uptime_seconds)}, "
-                 f"configuration {st.generation or 'none'})")
+        head += (
+            f" (HAProxy {st.haproxy.version}, up {duration(st.haproxy.uptime_seconds)}, "
+            f"configuration {st.generation or 'none'})"
+        )
     lines = [head]
     lines += [f"  problem: {p}" for p in st.problems]
     if not st.services:
@@ -210,9 +235,10 @@ def format_overview(st: Status) -> str:
             if check.duration_ms is not None and check.duration_ms >= 0:
                 result += f" {check.duration_ms}ms"
             text = check.detail.strip("() ")
-            if text and text not in (check.status, "tcp-check"):   # '(tcp-check)' says nothing
+            if text and text not in (check.status, "tcp-check"):  # '(tcp-check)' says nothing
                 result += f" ({text})"
-            lines.append(f"  {srv.label:<16} {srv.address:<24} {srv.state:<7} {srv.sessions:>5}  "
-                         f"last check {result}; {srv.state} for {duration(srv.seconds_since_change)}")
+            lines.append(
+                f"  {srv.label:<16} {srv.address:<24} {srv.state:<7} {srv.sessions:>5}  "
+                f"last check {result}; {srv.state} for {duration(srv.seconds_since_change)}"
+            )
     return "\n".join(lines)
-

@@ -5,8 +5,9 @@ Templates live in ``lbctl/templates/``, one per generated file. The environment 
 line break or another control character into a generated file stops the rendering
 (:class:`RenderError`), whatever the input checks let through. Values that are meant to carry
 such text are quoted by a filter of their output format (``haproxy_string``) or are JSON
-(``tojson``); filters mark what they made safe.
+(``tojson``); filters mark what they made safe. The quoting rules themselves are in quoting.py.
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,8 +17,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from . import quoting
 from .appliance import TEMPLATES_DIR
-from .inputs.addresses import IPAddress
 
 UNSAFE_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -31,41 +32,29 @@ def _guard(value: Any) -> Any:
         return value
     text = value if isinstance(value, str) else str(value) if value is not None else ""
     if UNSAFE_IN_LINE.search(text):
-        raise RenderError(f"refusing to write {text!r} into a generated file: it holds a line break or "
-                          "control character")
+        raise RenderError(
+            f"refusing to write {text!r} into a generated file: it holds a line break or control character"
+        )
     return value
-
-
-def haproxy_string(text: str) -> Markup:
-    """`text` as one double-quoted HAProxy configuration word, taken literally.
-
-    HAProxy's configuration language (configuration.txt, section 2.2) expands environment
-    variables ("${NAME}", "$NAME") and interprets backslash escapes inside double quotes, so
-    backslash, the double quote and '$' are escaped; '#' is literal inside quotes. Line breaks
-    cannot be quoted and are refused.
-    """
-    if UNSAFE_IN_LINE.search(text):
-        raise RenderError(f"refusing to write {text!r} into haproxy.cfg: it holds a control character")
-    return Markup('"' + re.sub(r'([\\"$])', r"\\\1", text) + '"')
-
-
-def host(address: IPAddress) -> str:
-    """An address as HAProxy writes a host: IPv6 in brackets (it splits "host:port" at the last colon)."""
-    return f"[{address}]" if address.version == 6 else str(address)
-
-
-def endpoint(address: IPAddress, port: int) -> str:
-    return f"{host(address)}:{port}"
 
 
 @functools.cache
 def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-                             autoescape=False, finalize=_guard)
-    env.filters["haproxy_string"] = haproxy_string
-    env.filters["host"] = host
-    env.filters["endpoint"] = endpoint
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+        finalize=_guard,
+    )
+    env.filters["haproxy_string"] = lambda text: Markup(quoting.haproxy_string(text))
+    env.filters["host"] = quoting.host
+    env.filters["endpoint"] = quoting.endpoint
+    env.filters["nft_family"] = quoting.nft_family
+    env.filters["nft_line"] = lambda line: Markup(quoting.nft_site_line(line))
+    env.filters["nft_block"] = lambda lines: Markup(quoting.nft_site_block(lines))
     return env
 
 

@@ -8,14 +8,16 @@ The image is built once per session (`lbimage build`, which itself skips mkosi w
 changed), and every VM a test starts is killed at teardown; console logs of VMs whose test failed
 are kept under build/test-logs/.
 """
+
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -36,8 +38,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    outcome = yield
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome: Any = yield
     report = outcome.get_result()
     if report.when == "call":
         item.stash.setdefault(FAILED_KEY, report.failed)
@@ -55,8 +57,10 @@ def built_dist() -> Path:
     with log.open("w") as f:
         result = subprocess.run([str(VENV_BIN / "lbimage"), "build"], stdout=f, stderr=subprocess.STDOUT)
     if result.returncode != 0:
-        pytest.fail(f"lbimage build failed (exit {result.returncode}); log: {log}\n"
-                    + "\n".join(log.read_text().splitlines()[-30:]))
+        pytest.fail(
+            f"lbimage build failed (exit {result.returncode}); log: {log}\n"
+            + "\n".join(log.read_text().splitlines()[-30:])
+        )
     return dist
 
 
@@ -79,8 +83,9 @@ def ssh_keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 @pytest.fixture
-def start_vm(request: pytest.FixtureRequest, tmp_path: Path, ssh_keypair: tuple[Path, str]
-             ) -> Iterator[Callable[..., qemu.VM]]:
+def start_vm(
+    request: pytest.FixtureRequest, tmp_path: Path, ssh_keypair: tuple[Path, str]
+) -> Iterator[Callable[..., qemu.VM]]:
     """start_vm(spec, name=..., wait=True) boots a VM (waiting for READY unless wait=False).
     Every VM is killed at teardown; failed tests keep their console logs in build/test-logs/."""
     vms: list[qemu.VM] = []

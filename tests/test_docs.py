@@ -1,4 +1,5 @@
 """The docs carry reference blocks generated from the code's tables; they must not drift."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PACS bench: DICOM through the appliance's HAProxy against DICOM straight to the real server.
 
-    sudo .venv/bin/python bench/pacs/run.py [--runs 5] [--size-mb 200] [--associations 500]
+    sudo .venv/bin/python -m bench.pacs.run [--runs 5] [--size-mb 200] [--associations 500]
 
 Builds the netns lab of the test suite (client, appliance, two real servers; tests/netns/netlab.py)
 with a real lbctl-applied configuration and HAProxy, then measures:
@@ -21,36 +21,53 @@ with a real lbctl-applied configuration and HAProxy, then measures:
 
 Writes bench/pacs/results.json and bench/pacs/results.md (with the machine it ran on).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+
+from bench.machine import describe
+from lbctl.config import haproxy as runtime
+from tests.helpers import make_dicom_file
+from tests.netns.appliance import HAPROXY, Appliance
+from tests.netns.netlab import (
+    CLIENT_ADDRESSES,
+    SERVER_ADDRESSES,
+    SNAT,
+    VIP_DICOM,
+    Lab,
+    missing_prerequisites,
+    wait_until,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "netns"), str(ROOT / "tests"), str(ROOT / "bench")]
-
-from appliance import HAPROXY, Appliance  # noqa: E402
-from helpers import make_dicom_file  # noqa: E402
-from machine import describe  # noqa: E402
-from lbctl import runtime  # noqa: E402
-from netlab import CLIENT_ADDRESSES, SERVER_ADDRESSES, SNAT, VIP_DICOM, Lab, missing_prerequisites, wait_until  # noqa: E402
 
 PEERS = ROOT / "tests" / "netns" / "peers"
 
 
 def site(servers: list[str]) -> dict:
-    return {"preset": "pacs", "snat_address": SNAT, "services": {"DICOM": {
-        "vip": VIP_DICOM, "check_interval_seconds": 2, "check_timeout_seconds": 1,
-        "servers": [{"label": f"Server{n + 1}", "address": SERVER_ADDRESSES[s]} for n, s in enumerate(servers)]}}}
+    return {
+        "preset": "pacs",
+        "snat_address": SNAT,
+        "services": {
+            "DICOM": {
+                "vip": VIP_DICOM,
+                "check_interval_seconds": 2,
+                "check_timeout_seconds": 1,
+                "servers": [{"label": f"Server{n + 1}", "address": SERVER_ADDRESSES[s]} for n, s in enumerate(servers)],
+            }
+        },
+    }
 
 
 def storescu_seconds(lab: Lab, host: str, file: Path) -> float:
@@ -67,9 +84,9 @@ def throughput(lab: Lab, appliance: Appliance, workdir: Path, size_mb: int, runs
     make_dicom_file(file, size_mb * 1024 * 1024)
     size = file.stat().st_size
     appliance.apply(site(["s1"]))
-    appliance.lbctl("status")           # healthy, or this raises
+    appliance.lbctl("status")  # healthy, or this raises
     direct_host = SERVER_ADDRESSES["s1"]
-    storescu_seconds(lab, direct_host, file)               # warm-up: page cache, ARP, first fork
+    storescu_seconds(lab, direct_host, file)  # warm-up: page cache, ARP, first fork
     storescu_seconds(lab, VIP_DICOM, file)
     direct, through = [], []
     for _ in range(runs):
@@ -78,9 +95,15 @@ def throughput(lab: Lab, appliance: Appliance, workdir: Path, size_mb: int, runs
     mb = size / 1e6
     direct_rate = mb / statistics.median(direct)
     through_rate = mb / statistics.median(through)
-    return {"object_bytes": size, "runs": runs, "direct_seconds": direct, "through_seconds": through,
-            "direct_median_MBps": round(direct_rate, 1), "through_median_MBps": round(through_rate, 1),
-            "ratio_through_over_direct": round(through_rate / direct_rate, 3)}
+    return {
+        "object_bytes": size,
+        "runs": runs,
+        "direct_seconds": direct,
+        "through_seconds": through,
+        "direct_median_MBps": round(direct_rate, 1),
+        "through_median_MBps": round(through_rate, 1),
+        "ratio_through_over_direct": round(through_rate / direct_rate, 3),
+    }
 
 
 def concurrency(lab: Lab, appliance: Appliance, workdir: Path, associations: int, runs: int) -> dict:
@@ -92,8 +115,20 @@ def concurrency(lab: Lab, appliance: Appliance, workdir: Path, associations: int
     for run in range(runs):
         status_file = workdir / f"held-{run}.json"
         status_file.unlink(missing_ok=True)
-        cmd = [sys.executable, str(PEERS / "echo_hold.py"), "--host", VIP_DICOM, "--port", "104",
-               "--per-source", str(per_source), "--hold", "3", "--status-file", str(status_file)]
+        cmd = [
+            sys.executable,
+            str(PEERS / "echo_hold.py"),
+            "--host",
+            VIP_DICOM,
+            "--port",
+            "104",
+            "--per-source",
+            str(per_source),
+            "--hold",
+            "3",
+            "--status-file",
+            str(status_file),
+        ]
         for source in sources:
             cmd += ["--source", source]
         proc = subprocess.Popen(["ip", "netns", "exec", lab.ns("cl"), *cmd], stdout=subprocess.PIPE, text=True)
@@ -103,48 +138,78 @@ def concurrency(lab: Lab, appliance: Appliance, workdir: Path, associations: int
         out, _ = proc.communicate(timeout=300)
         result = json.loads(out)
         result["haproxy_frontend_sessions_while_held"] = int(rows["FRONTEND"]["scur"])
-        result["haproxy_server_sessions_while_held"] = {k: int(v["scur"]) for k, v in rows.items()
-                                                        if k not in ("FRONTEND", "BACKEND")}
+        result["haproxy_server_sessions_while_held"] = {
+            k: int(v["scur"]) for k, v in rows.items() if k not in ("FRONTEND", "BACKEND")
+        }
         results.append(result)
-    return {"associations": per_source * len(sources), "client_addresses": len(sources), "runs": results,
-            "all_runs_without_failure": all(r["established"] == r["requested"] == r["echo_ok"] for r in results),
-            "median_seconds_until_all_open": round(statistics.median(r["seconds_until_all_open"] for r in results), 2)}
+    return {
+        "associations": per_source * len(sources),
+        "client_addresses": len(sources),
+        "runs": results,
+        "all_runs_without_failure": all(r["established"] == r["requested"] == r["echo_ok"] for r in results),
+        "median_seconds_until_all_open": round(statistics.median(r["seconds_until_all_open"] for r in results), 2),
+    }
 
 
 def pacs_machine() -> dict:
     import pynetdicom
-    return {**describe(haproxy=[HAPROXY, "-v"], dcmtk=["/usr/bin/storescu", "--version"]),
-            "pynetdicom": pynetdicom.__version__}
+
+    return {
+        **describe(haproxy=[HAPROXY, "-v"], dcmtk=["/usr/bin/storescu", "--version"]),
+        "pynetdicom": pynetdicom.__version__,
+    }
 
 
 def markdown(results: dict) -> str:
     m, t, c = results["machine"], results["throughput"], results["concurrency"]
     lines = [
-        "# PACS bench: DICOM through the appliance's HAProxy", "",
+        "# PACS bench: DICOM through the appliance's HAProxy",
+        "",
         f"Run {results['date']} with `bench/pacs/run.py` in network namespaces (client, appliance, two real servers;",
-        "veth links) on one machine:", "",
-        "| machine | |", "|---|---|",
-        f"| CPU | {m['cpu']}, {m['cores']} cores |", f"| RAM | {m['ram_gib']} GiB |", f"| kernel | {m['kernel']} |",
-        f"| HAProxy | {m['haproxy']} |", f"| DICOM tools | {m['dcmtk'].strip()}, pynetdicom {m['pynetdicom']} |", "",
-        f"## C-STORE of one {t['object_bytes'] / 1e6:.0f} MB object (dcmtk storescu -> storescp --ignore)", "",
-        f"Medians of {t['runs']} alternating runs after a warm-up of each.", "",
-        "| path | median time | median throughput |", "|---|---|---|",
+        "veth links) on one machine:",
+        "",
+        "| machine | |",
+        "|---|---|",
+        f"| CPU | {m['cpu']}, {m['cores']} cores |",
+        f"| RAM | {m['ram_gib']} GiB |",
+        f"| kernel | {m['kernel']} |",
+        f"| HAProxy | {m['haproxy']} |",
+        f"| DICOM tools | {m['dcmtk'].strip()}, pynetdicom {m['pynetdicom']} |",
+        "",
+        f"## C-STORE of one {t['object_bytes'] / 1e6:.0f} MB object (dcmtk storescu -> storescp --ignore)",
+        "",
+        f"Medians of {t['runs']} alternating runs after a warm-up of each.",
+        "",
+        "| path | median time | median throughput |",
+        "|---|---|---|",
         f"| direct (client -> real server, kernel routing only) | {statistics.median(t['direct_seconds']):.2f} s "
         f"| {t['direct_median_MBps']} MB/s |",
         f"| through the DICOM VIP (HAProxy, SNAT) | {statistics.median(t['through_seconds']):.2f} s "
         f"| {t['through_median_MBps']} MB/s |",
-        f"| **ratio through / direct** | | **{t['ratio_through_over_direct']}** (goal >= 0.9) |", "",
-        f"## {c['associations']} concurrent C-ECHO associations through one VIP", "",
-        f"{c['associations']} associations from {c['client_addresses']} client addresses opened within about a second (a one-thread DICOM client, `tests/netns/peers/echo_hold.py`), held together, "
-        "then one C-ECHO each and a release.", "",
-        "| run | established | C-ECHO ok | failed | HAProxy sessions while held | all open after |", "|---|---|---|---|---|---|"]
+        f"| **ratio through / direct** | | **{t['ratio_through_over_direct']}** (goal >= 0.9) |",
+        "",
+        f"## {c['associations']} concurrent C-ECHO associations through one VIP",
+        "",
+        f"{c['associations']} associations from {c['client_addresses']} client addresses opened within about a "
+        "second (a one-thread DICOM client, `tests/netns/peers/echo_hold.py`), held together, "
+        "then one C-ECHO each and a release.",
+        "",
+        "| run | established | C-ECHO ok | failed | HAProxy sessions while held | all open after |",
+        "|---|---|---|---|---|---|",
+    ]
     for n, r in enumerate(c["runs"], 1):
-        lines.append(f"| {n} | {r['established']}/{r['requested']} | {r['echo_ok']} | {r['requested'] - r['echo_ok']} "
-                     f"| {r['haproxy_frontend_sessions_while_held']} "
-                     f"({', '.join(f'{k} {v}' for k, v in r['haproxy_server_sessions_while_held'].items())}) "
-                     f"| {r['seconds_until_all_open']:.2f} s |")
-    lines += ["", f"Median time until all were open: {c['median_seconds_until_all_open']} s. "
-              f"Every run without a failure: **{'yes' if c['all_runs_without_failure'] else 'NO'}**.", ""]
+        lines.append(
+            f"| {n} | {r['established']}/{r['requested']} | {r['echo_ok']} | {r['requested'] - r['echo_ok']} "
+            f"| {r['haproxy_frontend_sessions_while_held']} "
+            f"({', '.join(f'{k} {v}' for k, v in r['haproxy_server_sessions_while_held'].items())}) "
+            f"| {r['seconds_until_all_open']:.2f} s |"
+        )
+    lines += [
+        "",
+        f"Median time until all were open: {c['median_seconds_until_all_open']} s. "
+        f"Every run without a failure: **{'yes' if c['all_runs_without_failure'] else 'NO'}**.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -169,14 +234,19 @@ def main() -> int:
         for server in ("s1", "s2"):
             # -ts 0: dcmtk drops an association idle for 60 s by default (its socket timeout), and
             # the first of 500 held associations idles until the last one is open.
-            lab.spawn(server, f"{server}-storescp", ["/usr/bin/storescp", "-dhl", "--fork", "--ignore", "-ts", "0", "104"])
+            lab.spawn(
+                server, f"{server}-storescp", ["/usr/bin/storescp", "-dhl", "--fork", "--ignore", "-ts", "0", "104"]
+            )
             lab.wait_port(server, "0.0.0.0", 104)
         appliance = Appliance(lab)
         appliance.apply(site(["s1"]))
         appliance.start()
-        results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": pacs_machine(),
-                   "throughput": throughput(lab, appliance, workdir, args.size_mb, args.runs),
-                   "concurrency": concurrency(lab, appliance, workdir, args.associations, args.concurrency_runs)}
+        results = {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": pacs_machine(),
+            "throughput": throughput(lab, appliance, workdir, args.size_mb, args.runs),
+            "concurrency": concurrency(lab, appliance, workdir, args.associations, args.concurrency_runs),
+        }
     finally:
         if appliance is not None:
             appliance.close()

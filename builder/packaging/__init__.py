@@ -8,32 +8,33 @@ run in parallel on as many workers as there are cores (compression is what costs
 descriptor renders from its hypervisor's one template (bundles.py), and dist/ is only touched at
 the end: a failed run leaves the previous artifacts and their manifest as they were.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import manifest, progress
 from ..mkosi import BuiltImage
 from . import bundles, formats, uki
-
 from .profiles import Hypervisor, ProfileError, Profiles, load_profiles
 
 __all__ = ["load_profiles", "package", "Profiles", "ProfileError", "SIZE_BUDGET_BYTES"]
 
-SIZE_BUDGET_BYTES = 200 * 10**6      # per compressed artifact file (the project's budget)
-WORK_DIR = ".work"                   # inside dist/, so that finished files move in with a rename
+SIZE_BUDGET_BYTES = 200 * 10**6  # per compressed artifact file (the project's budget)
+WORK_DIR = ".work"  # inside dist/, so that finished files move in with a rename
 
 
 @dataclass(frozen=True)
 class Job:
     title: str
-    run: Callable[[dict[str, Any]], Any]      # gets {dependency key: its result}
+    run: Callable[[dict[str, Any]], Any]  # gets {dependency key: its result}
     deps: tuple[str, ...] = ()
 
 
@@ -89,16 +90,20 @@ def preflight(built: BuiltImage, profiles: Profiles) -> Path:
         raise ValueError(f"raw image {raw} does not exist; build it first")
     size = raw.stat().st_size
     if size != profiles.hardware.disk_bytes:
-        raise ValueError(f"raw image {raw} is {size} bytes, but hypervisors/profile.yaml asks for a "
-                         f"{profiles.hardware.disk_gib} GiB ({profiles.hardware.disk_bytes}-byte) disk")
+        raise ValueError(
+            f"raw image {raw} is {size} bytes, but hypervisors/profile.yaml asks for a "
+            f"{profiles.hardware.disk_gib} GiB ({profiles.hardware.disk_bytes}-byte) disk"
+        )
     wanted = sorted({m for hv in profiles.hypervisors for m in hv.guest_modules})
     if wanted:
         missing = uki.missing_modules(Path(built.uki), wanted)
         if missing:
             users = {m: [hv.name for hv in profiles.hypervisors if m in hv.guest_modules] for m in missing}
-            raise ValueError("the UKI's initrd lacks kernel modules the hypervisors need: "
-                             + ", ".join(f"{m} ({', '.join(u)})" for m, u in users.items())
-                             + "; see image/initrd/modules")
+            raise ValueError(
+                "the UKI's initrd lacks kernel modules the hypervisors need: "
+                + ", ".join(f"{m} ({', '.join(u)})" for m, u in users.items())
+                + "; see image/initrd/modules"
+            )
     return raw
 
 
@@ -112,8 +117,12 @@ def package(built: BuiltImage, profiles: Profiles, dist: Path) -> None:
     work = dist / WORK_DIR
     shutil.rmtree(work, ignore_errors=True)
     (work / "out").mkdir(parents=True)
-    context = {"product": profiles.product, "version": built.version, "built": built.built,
-               "hardware": profiles.hardware}
+    context = {
+        "product": profiles.product,
+        "version": built.version,
+        "built": built.built,
+        "hardware": profiles.hardware,
+    }
     seed = f"{built.inputs_digest}:{built.version}"
 
     def convert(name: str, options: dict[str, Any]) -> Callable[[dict[str, Any]], bundles.Disk]:
@@ -123,24 +132,38 @@ def package(built: BuiltImage, profiles: Profiles, dist: Path) -> None:
             target = work / f"{stem}{fmt.suffix}"
             fmt.convert(fmt, raw, target, options, seed)
             return bundles.Disk(target, fmt.name, fmt.qemu_format, profiles.hardware.disk_bytes)
+
         return run
 
     def bundle(hv: Hypervisor) -> Callable[[dict[str, Any]], list[Path]]:
         def run(inputs: dict[str, Any]) -> list[Path]:
             scratch = work / hv.name
             scratch.mkdir()
-            job = bundles.BundleJob(hv, inputs[f"convert:{hv.disk_format}"],
-                                    {**context, "hv": hv, "nics": hv.nics, "vars": hv.vars},
-                                    stem, scratch, work / "out", built.source_date_epoch)
+            job = bundles.BundleJob(
+                hv,
+                inputs[f"convert:{hv.disk_format}"],
+                {**context, "hv": hv, "nics": hv.nics, "vars": hv.vars},
+                stem,
+                scratch,
+                work / "out",
+                built.source_date_epoch,
+            )
             return bundles.BUNDLES[hv.bundle](job)
+
         return run
 
-    jobs = {f"convert:{name}": Job(f"convert to {name} ({formats.DISK_FORMATS[name].description})",
-                                   convert(name, dict(options)))
-            for name, options in profiles.formats().items()}
-    jobs.update({f"bundle:{hv.name}": Job(f"{hv.title}: {hv.bundle} bundle", bundle(hv),
-                                          (f"convert:{hv.disk_format}",))
-                 for hv in profiles.hypervisors})
+    jobs = {
+        f"convert:{name}": Job(
+            f"convert to {name} ({formats.DISK_FORMATS[name].description})", convert(name, dict(options))
+        )
+        for name, options in profiles.formats().items()
+    }
+    jobs.update(
+        {
+            f"bundle:{hv.name}": Job(f"{hv.title}: {hv.bundle} bundle", bundle(hv), (f"convert:{hv.disk_format}",))
+            for hv in profiles.hypervisors
+        }
+    )
     try:
         with progress.step(f"package {', '.join(names)} from {raw.name} ({workers} workers)"):
             results = run_jobs(jobs, workers)
@@ -151,8 +174,9 @@ def package(built: BuiltImage, profiles: Profiles, dist: Path) -> None:
     report(entries)
 
 
-def publish(dist: Path, out: Path, profiles: Profiles, built: BuiltImage, results: dict[str, Any]
-            ) -> list[dict[str, Any]]:
+def publish(
+    dist: Path, out: Path, profiles: Profiles, built: BuiltImage, results: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Replace the previous build's files in dist/ by this one's, then write the manifest."""
     try:
         previous = manifest.listed_files(manifest.load(dist))

@@ -9,6 +9,7 @@ Every descriptor renders through builder.templates, from the hypervisor's one te
 members carry SOURCE_DATE_EPOCH as their time and root as owner, so that they do not depend on
 who packaged them when.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,24 +17,26 @@ import shutil
 import tarfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import templates
 from ..manifest import sha256_file
 from . import profiles
 from .profiles import Hypervisor
 
-USTAR_MAX_MEMBER = 8 * 2**30 - 1    # an ustar size field has 11 octal digits
-ZIP_EPOCH_MIN = 315532800           # 1980-01-01: zip cannot express earlier times
+USTAR_MAX_MEMBER = 8 * 2**30 - 1  # an ustar size field has 11 octal digits
+ZIP_EPOCH_MIN = 315532800  # 1980-01-01: zip cannot express earlier times
 
 
 @dataclass(frozen=True)
 class Disk:
     """A converted disk, as templates see it."""
+
     path: Path
-    format: str            # "vmdk", "qcow2", ...
+    format: str  # "vmdk", "qcow2", ...
     qemu_format: str
     virtual_size: int
 
@@ -50,11 +53,11 @@ class Disk:
 class BundleJob:
     hypervisor: Hypervisor
     disk: Disk
-    context: dict[str, Any]   # template context without the disk
-    stem: str                 # "lbappliance_0.1.0"
-    work: Path                # scratch directory of this hypervisor
-    out: Path                 # where finished files go (moved into dist/ at the end)
-    epoch: int                # SOURCE_DATE_EPOCH
+    context: dict[str, Any]  # template context without the disk
+    stem: str  # "lbappliance_0.1.0"
+    work: Path  # scratch directory of this hypervisor
+    out: Path  # where finished files go (moved into dist/ at the end)
+    epoch: int  # SOURCE_DATE_EPOCH
 
     def render_descriptor(self, directory: Path) -> Path:
         target = directory / f"{self.stem}-{self.hypervisor.name}{self.hypervisor.descriptor_suffix}"
@@ -69,7 +72,7 @@ def ova(job: BundleJob) -> list[Path]:
     mf.write_text("".join(f"SHA256({p.name})= {sha256_file(p)}\n" for p in (ovf, job.disk.path)))
     target = job.out / f"{job.stem}-{job.hypervisor.name}.ova"
     with tarfile.open(target, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for member in (ovf, mf, job.disk.path):            # .ovf first, then .mf, then the disk
+        for member in (ovf, mf, job.disk.path):  # .ovf first, then .mf, then the disk
             _add_tar_member(tar, member, job.epoch)
     return [target]
 
@@ -91,7 +94,7 @@ def zip_(job: BundleJob) -> list[Path]:
     target = job.out / f"{job.stem}-{job.hypervisor.name}.zip"
     stamp = time.gmtime(max(job.epoch, ZIP_EPOCH_MIN))[:6]
     with zipfile.ZipFile(target, "w", allowZip64=True) as archive:
-        for member in (descriptor, job.disk.path):         # the small descriptor first
+        for member in (descriptor, job.disk.path):  # the small descriptor first
             info = zipfile.ZipInfo(member.name, date_time=stamp)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
@@ -104,7 +107,7 @@ def zip_(job: BundleJob) -> list[Path]:
 def files(job: BundleJob) -> list[Path]:
     disk = job.out / job.disk.name
     try:
-        os.link(job.disk.path, disk)                        # hypervisors sharing the disk share the file
+        os.link(job.disk.path, disk)  # hypervisors sharing the disk share the file
     except FileExistsError:
         pass
     return [disk, job.render_descriptor(job.out)]

@@ -3,12 +3,13 @@
 A hypervisor's YAML names a format and its converter options; packaging converts the raw image
 once per format, however many hypervisors share it (KVM and Nutanix share the qcow2).
 """
+
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from lbctl.inputs import Field, Table
@@ -21,11 +22,11 @@ Converter = Callable[["DiskFormat", Path, Path, Mapping[str, Any], str], None]
 
 @dataclass(frozen=True)
 class DiskFormat:
-    name: str                      # in hypervisors/*.yaml and manifest.json
-    qemu_format: str               # what qemu and qemu-img call it
+    name: str  # in hypervisors/*.yaml and manifest.json
+    qemu_format: str  # what qemu and qemu-img call it
     suffix: str
-    options: Table                 # the converter options it accepts (all optional)
-    convert: Converter             # (format, raw, target, options, seed)
+    options: Table  # the converter options it accepts (all optional)
+    convert: Converter  # (format, raw, target, options, seed)
     description: str
 
 
@@ -61,26 +62,60 @@ def _options(*fields: Field) -> Table:
     return Table(fields, what="converter options")
 
 
-DISK_FORMATS: dict[str, DiskFormat] = {f.name: f for f in (
-    DiskFormat("vmdk", "vmdk", ".vmdk",
-               _options(Field("compression_level", Integer(1, 9), "deflate level of the grains"),
-                        Field("adapter_type", Choice(vmdk.ADAPTER_TYPES, "a VMDK adapter type"),
-                              "the VMDK's ddb.adapterType hint")),
-               stream_vmdk,
-               "streamOptimized VMDK, written by builder/packaging/vmdk.py (not qemu-img; see there why)"),
-    DiskFormat("qcow2", "qcow2", ".qcow2",
-               _options(Field("compressed", Boolean(), "qemu-img -c"),
-                        Field("compat", Choice(("0.10", "1.1"), "a qcow2 compat level"), "qcow2 version"),
-                        Field("compression_type", Choice(("zlib", "zstd"), "a qcow2 compression type"),
-                              "compression of the clusters"),
-                        Field("cluster_size", SIZE, "cluster size")),
-               qemu_img, "qcow2 by qemu-img"),
-    DiskFormat("vhdx", "vhdx", ".vhdx",
-               _options(Field("subformat", Choice(("dynamic", "fixed"), "a VHDX subformat"), "allocation"),
-                        Field("block_size", SIZE, "block size")),
-               qemu_img, "VHDX by qemu-img"),
-    DiskFormat("vhd", "vpc", ".vhd",
-               _options(Field("subformat", Choice(("dynamic", "fixed"), "a VHD subformat"), "allocation"),
-                        Field("force_size", Boolean(), "keep the exact virtual size")),
-               qemu_img, "VHD (qemu's 'vpc') by qemu-img"),
-)}
+DISK_FORMATS: dict[str, DiskFormat] = {
+    f.name: f
+    for f in (
+        DiskFormat(
+            "vmdk",
+            "vmdk",
+            ".vmdk",
+            _options(
+                Field("compression_level", Integer(1, 9), "deflate level of the grains"),
+                Field(
+                    "adapter_type", Choice(vmdk.ADAPTER_TYPES, "a VMDK adapter type"), "the VMDK's ddb.adapterType hint"
+                ),
+            ),
+            stream_vmdk,
+            "streamOptimized VMDK, written by builder/packaging/vmdk.py (not qemu-img; see there why)",
+        ),
+        DiskFormat(
+            "qcow2",
+            "qcow2",
+            ".qcow2",
+            _options(
+                Field("compressed", Boolean(), "qemu-img -c"),
+                Field("compat", Choice(("0.10", "1.1"), "a qcow2 compat level"), "qcow2 version"),
+                Field(
+                    "compression_type",
+                    Choice(("zlib", "zstd"), "a qcow2 compression type"),
+                    "compression of the clusters",
+                ),
+                Field("cluster_size", SIZE, "cluster size"),
+            ),
+            qemu_img,
+            "qcow2 by qemu-img",
+        ),
+        DiskFormat(
+            "vhdx",
+            "vhdx",
+            ".vhdx",
+            _options(
+                Field("subformat", Choice(("dynamic", "fixed"), "a VHDX subformat"), "allocation"),
+                Field("block_size", SIZE, "block size"),
+            ),
+            qemu_img,
+            "VHDX by qemu-img",
+        ),
+        DiskFormat(
+            "vhd",
+            "vpc",
+            ".vhd",
+            _options(
+                Field("subformat", Choice(("dynamic", "fixed"), "a VHD subformat"), "allocation"),
+                Field("force_size", Boolean(), "keep the exact virtual size"),
+            ),
+            qemu_img,
+            "VHD (qemu's 'vpc') by qemu-img",
+        ),
+    )
+}

@@ -3,11 +3,12 @@
 The raw image is 20 GiB long but holds only a few hundred MB; reading it front to back would
 cost minutes, so converters visit only the extents the file system reports as data.
 """
+
 from __future__ import annotations
 
 import errno
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 
 def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
@@ -20,9 +21,9 @@ def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
         try:
             start = os.lseek(fd, offset, os.SEEK_DATA)
         except OSError as exc:
-            if exc.errno == errno.ENXIO:     # no data after offset: the rest is a hole
+            if exc.errno == errno.ENXIO:  # no data after offset: the rest is a hole
                 return
-            if exc.errno == errno.EINVAL:    # SEEK_DATA unsupported here
+            if exc.errno == errno.EINVAL:  # SEEK_DATA unsupported here
                 yield offset, size
                 return
             raise
@@ -36,6 +37,5 @@ def data_blocks(fd: int, size: int, block: int) -> Iterator[int]:
     last = -1
     for start, end in data_extents(fd, size):
         first = max(start // block, last + 1)
-        for index in range(first, (end - 1) // block + 1):
-            yield index
+        yield from range(first, (end - 1) // block + 1)
         last = max(last, (end - 1) // block)

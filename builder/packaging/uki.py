@@ -8,6 +8,7 @@ The .initrd section is a concatenation of cpio archives ("newc"), each zstd-comp
 with zero padding between them. The zstd frames are walked here (RFC 8878 frame and block headers)
 to find where each ends; the zstd command line decompresses them.
 """
+
 from __future__ import annotations
 
 import lzma
@@ -28,14 +29,14 @@ def pe_sections(data: bytes) -> dict[str, bytes]:
     if data[:2] != b"MZ":
         raise ValueError("not a PE image (no MZ header)")
     pe = struct.unpack_from("<I", data, 0x3C)[0]
-    if data[pe:pe + 4] != b"PE\0\0":
+    if data[pe : pe + 4] != b"PE\0\0":
         raise ValueError("not a PE image (no PE signature)")
     count, optional_size = struct.unpack_from("<H", data, pe + 6)[0], struct.unpack_from("<H", data, pe + 20)[0]
     table = pe + 24 + optional_size
     sections = {}
     for n in range(count):
         name, virtual_size, _, raw_size, raw_pointer = struct.unpack_from("<8sIIII", data, table + 40 * n)
-        sections[name.rstrip(b"\0").decode()] = data[raw_pointer:raw_pointer + min(virtual_size, raw_size)]
+        sections[name.rstrip(b"\0").decode()] = data[raw_pointer : raw_pointer + min(virtual_size, raw_size)]
     return sections
 
 
@@ -45,32 +46,32 @@ def _zstd_frame_end(data: bytes, start: int) -> int:
     pos += 1
     single_segment = descriptor >> 5 & 1
     if not single_segment:
-        pos += 1                                             # window descriptor
-    pos += (0, 1, 2, 4)[descriptor & 3]                      # dictionary id
-    pos += (single_segment, 2, 4, 8)[descriptor >> 6]        # frame content size
+        pos += 1  # window descriptor
+    pos += (0, 1, 2, 4)[descriptor & 3]  # dictionary id
+    pos += (single_segment, 2, 4, 8)[descriptor >> 6]  # frame content size
     while True:
-        header = int.from_bytes(data[pos:pos + 3], "little")
+        header = int.from_bytes(data[pos : pos + 3], "little")
         pos += 3
         last, block_type, size = header & 1, header >> 1 & 3, header >> 3
         if block_type == 3:
             raise ValueError(f"corrupt zstd frame at offset {start} (reserved block type)")
-        pos += 1 if block_type == 1 else size                # RLE blocks store one byte
+        pos += 1 if block_type == 1 else size  # RLE blocks store one byte
         if last:
             break
     if descriptor >> 2 & 1:
-        pos += 4                                             # content checksum
+        pos += 4  # content checksum
     return pos
 
 
 def _cpio_names(data: bytes, pos: int = 0) -> tuple[list[str], int]:
     """Names in the newc archive at `pos` and the offset just past its trailer."""
-    names = []
+    names: list[str] = []
     while True:
-        if data[pos:pos + 6] not in CPIO_MAGICS:
+        if data[pos : pos + 6] not in CPIO_MAGICS:
             raise ValueError(f"corrupt cpio archive at offset {pos}")
-        file_size = int(data[pos + 54:pos + 62], 16)
-        name_size = int(data[pos + 94:pos + 102], 16)
-        name = data[pos + CPIO_HEADER:pos + CPIO_HEADER + name_size - 1].decode(errors="replace")
+        file_size = int(data[pos + 54 : pos + 62], 16)
+        name_size = int(data[pos + 94 : pos + 102], 16)
+        name = data[pos + CPIO_HEADER : pos + CPIO_HEADER + name_size - 1].decode(errors="replace")
         pos = (pos + CPIO_HEADER + name_size + 3) & ~3
         pos = (pos + file_size + 3) & ~3
         if name == "TRAILER!!!":
@@ -90,7 +91,7 @@ def _decompress(data: bytes, pos: int) -> tuple[bytes, int]:
     if data.startswith(b"\xfd7zXZ\0", pos):
         x = lzma.LZMADecompressor()
         return x.decompress(data[pos:]), len(data) - len(x.unused_data)
-    raise ValueError(f"unknown archive format at offset {pos}: {data[pos:pos + 8].hex()}")
+    raise ValueError(f"unknown archive format at offset {pos}: {data[pos : pos + 8].hex()}")
 
 
 def initrd_files(initrd: bytes) -> list[str]:
@@ -98,16 +99,16 @@ def initrd_files(initrd: bytes) -> list[str]:
     names: list[str] = []
     pos = 0
     while pos < len(initrd):
-        if initrd[pos] == 0:                                 # padding between archives
+        if initrd[pos] == 0:  # padding between archives
             pos += 1
             continue
-        if initrd[pos:pos + 6] in CPIO_MAGICS:
+        if initrd[pos : pos + 6] in CPIO_MAGICS:
             found, pos = _cpio_names(initrd, pos)
             names += found
             continue
         payload, pos = _decompress(initrd, pos)
         inner = 0
-        while inner < len(payload):                         # one stream may hold several archives
+        while inner < len(payload):  # one stream may hold several archives
             if payload[inner] == 0:
                 inner += 1
                 continue
@@ -118,8 +119,7 @@ def initrd_files(initrd: bytes) -> list[str]:
 
 def module_names(paths: list[str]) -> set[str]:
     """Kernel module names among `paths`, spelt the way modprobe compares them (- == _)."""
-    return {MODULE_SUFFIX.sub("", p.rsplit("/", 1)[-1]).replace("-", "_")
-            for p in paths if MODULE_SUFFIX.search(p)}
+    return {MODULE_SUFFIX.sub("", p.rsplit("/", 1)[-1]).replace("-", "_") for p in paths if MODULE_SUFFIX.search(p)}
 
 
 def initrd_modules(uki: Path) -> set[str]:

@@ -19,6 +19,7 @@ writes. That layout, written front to back with no seeks:
 All-zero grains are left out (a GT entry of 0 reads as zeros, as there is no parent disk), and
 only the extents the raw file reports as data are read at all (SEEK_DATA/SEEK_HOLE).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,20 +32,20 @@ from pathlib import Path
 from .sparse import data_blocks
 
 SECTOR = 512
-GRAIN_SECTORS = 128                       # 64 KiB grains: what every VMware stream uses
+GRAIN_SECTORS = 128  # 64 KiB grains: what every VMware stream uses
 GRAIN_BYTES = GRAIN_SECTORS * SECTOR
-GTES_PER_GT = 512                         # so one grain table covers 32 MiB
+GTES_PER_GT = 512  # so one grain table covers 32 MiB
 GT_SECTORS = GTES_PER_GT * 4 // SECTOR
 DESCRIPTOR_OFFSET = 1
-DESCRIPTOR_SECTORS = 20                   # room VMware's own tools reserve for the descriptor
-OVERHEAD_SECTORS = 128                    # grains start at 64 KiB, like ovftool's streams
+DESCRIPTOR_SECTORS = 20  # room VMware's own tools reserve for the descriptor
+OVERHEAD_SECTORS = 128  # grains start at 64 KiB, like ovftool's streams
 
-MAGIC = 0x564D444B                        # "KDMV" little-endian
+MAGIC = 0x564D444B  # "KDMV" little-endian
 VERSION = 3
 FLAG_NEWLINE_DETECTION = 1 << 0
 FLAG_COMPRESSED = 1 << 16
 FLAG_MARKERS = 1 << 17
-FLAGS = FLAG_NEWLINE_DETECTION | FLAG_COMPRESSED | FLAG_MARKERS     # 0x30001
+FLAGS = FLAG_NEWLINE_DETECTION | FLAG_COMPRESSED | FLAG_MARKERS  # 0x30001
 COMPRESS_DEFLATE = 1
 GD_AT_END = 0xFFFFFFFFFFFFFFFF
 
@@ -54,8 +55,8 @@ MARKER_EOS, MARKER_GT, MARKER_GD, MARKER_FOOTER = 0, 1, 2, 3
 # numGTEsPerGT, rgdOffset, gdOffset, overHead, uncleanShutdown, the four newline-test characters,
 # compressAlgorithm, padding to one sector.
 HEADER = struct.Struct("<IIIQQQQIQQQB4sH433x")
-GRAIN_MARKER = struct.Struct("<QI")       # lba (sectors), compressed size; data follows at once
-META_MARKER = struct.Struct("<QII496x")   # sectors of metadata that follow, 0, marker type
+GRAIN_MARKER = struct.Struct("<QI")  # lba (sectors), compressed size; data follows at once
+META_MARKER = struct.Struct("<QII496x")  # sectors of metadata that follow, 0, marker type
 NEWLINE_TEST = b"\n \r\n"
 ADAPTER_TYPES = ("ide", "buslogic", "lsilogic", "legacyESX")
 ZERO_GRAIN = bytes(GRAIN_BYTES)
@@ -68,8 +69,22 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def _header(capacity: int, gd_offset: int) -> bytes:
-    return HEADER.pack(MAGIC, VERSION, FLAGS, capacity, GRAIN_SECTORS, DESCRIPTOR_OFFSET, DESCRIPTOR_SECTORS,
-                       GTES_PER_GT, 0, gd_offset, OVERHEAD_SECTORS, 0, NEWLINE_TEST, COMPRESS_DEFLATE)
+    return HEADER.pack(
+        MAGIC,
+        VERSION,
+        FLAGS,
+        capacity,
+        GRAIN_SECTORS,
+        DESCRIPTOR_OFFSET,
+        DESCRIPTOR_SECTORS,
+        GTES_PER_GT,
+        0,
+        gd_offset,
+        OVERHEAD_SECTORS,
+        0,
+        NEWLINE_TEST,
+        COMPRESS_DEFLATE,
+    )
 
 
 def _pad(data: bytes) -> bytes:
@@ -81,11 +96,11 @@ def descriptor(extent_name: str, capacity: int, adapter_type: str, seed: str) ->
     gives the same file (VMware only needs them to change when the content does)."""
     digest = hashlib.sha256(seed.encode()).hexdigest()
     cid = int(digest[:8], 16)
-    if cid >= 0xFFFFFFFE:                 # these two mean "no parent" / "empty" to some readers
+    if cid >= 0xFFFFFFFE:  # these two mean "no parent" / "empty" to some readers
         cid ^= 0x10000000
     cylinders = min(_ceil_div(capacity, 255 * 63), 65535)
     return (
-        "# Disk DescriptorFile\n"         # exactly so: libvmdk and VirtualBox look for this line
+        "# Disk DescriptorFile\n"  # exactly so: libvmdk and VirtualBox look for this line
         "version=1\n"
         'encoding="UTF-8"\n'
         f"CID={cid:08x}\n"
@@ -109,14 +124,20 @@ def descriptor(extent_name: str, capacity: int, adapter_type: str, seed: str) ->
 
 @dataclass
 class WriteStats:
-    grains: int = 0           # grains written (data)
-    zero_grains: int = 0      # allocated in the raw file but all zeros: left out
+    grains: int = 0  # grains written (data)
+    zero_grains: int = 0  # allocated in the raw file but all zeros: left out
     grain_tables: int = 0
 
 
-def write_stream_optimized(raw: Path, target: Path, *, extent_name: str | None = None,
-                           adapter_type: str = "lsilogic", compression_level: int = 6,
-                           seed: str = "") -> WriteStats:
+def write_stream_optimized(
+    raw: Path,
+    target: Path,
+    *,
+    extent_name: str | None = None,
+    adapter_type: str = "lsilogic",
+    compression_level: int = 6,
+    seed: str = "",
+) -> WriteStats:
     """Convert the raw disk image `raw` into the streamOptimized VMDK `target`."""
     size = raw.stat().st_size
     if size % SECTOR:
@@ -156,7 +177,7 @@ def write_stream_optimized(raw: Path, target: Path, *, extent_name: str | None =
                     table_index = grain // GTES_PER_GT
                 offset = grain * GRAIN_BYTES
                 data = os.pread(fd, min(GRAIN_BYTES, size - offset), offset)
-                if data == ZERO_GRAIN[:len(data)]:
+                if data == ZERO_GRAIN[: len(data)]:
                     stats.zero_grains += 1
                     continue
                 if sector >= 2**32:
@@ -183,16 +204,18 @@ def write_stream_optimized(raw: Path, target: Path, *, extent_name: str | None =
 
 # --- reading the layout back (for tests and for a quick look at a VMDK) ----------------------------
 
+
 @dataclass
 class Layout:
     """What a stream-optimized VMDK holds, walked marker by marker from the front."""
+
     flags: int
     capacity: int
     header_gd_offset: int
     footer_gd_offset: int | None
     descriptor: str
-    grain_lbas: list[int] = field(default_factory=list)     # in file order
-    markers: list[str] = field(default_factory=list)        # "GT", "GD", "FOOTER", "EOS" in file order
+    grain_lbas: list[int] = field(default_factory=list)  # in file order
+    markers: list[str] = field(default_factory=list)  # "GT", "GD", "FOOTER", "EOS" in file order
     bytes_after_eos: int = 0
 
 
@@ -202,15 +225,20 @@ def read_layout(path: Path) -> Layout:
     if fields[0] != MAGIC:
         raise ValueError(f"{path}: no VMDK sparse header (magic {fields[0]:#x})")
     flags, capacity, desc_offset, desc_sectors, gd_offset, overhead = (
-        fields[2], fields[3], fields[5], fields[6], fields[9], fields[10])
-    text = data[desc_offset * SECTOR:(desc_offset + desc_sectors) * SECTOR].split(b"\0", 1)[0].decode()
-    layout = Layout(flags=flags, capacity=capacity, header_gd_offset=gd_offset, footer_gd_offset=None,
-                    descriptor=text)
+        fields[2],
+        fields[3],
+        fields[5],
+        fields[6],
+        fields[9],
+        fields[10],
+    )
+    text = data[desc_offset * SECTOR : (desc_offset + desc_sectors) * SECTOR].split(b"\0", 1)[0].decode()
+    layout = Layout(flags=flags, capacity=capacity, header_gd_offset=gd_offset, footer_gd_offset=None, descriptor=text)
     pos = overhead * SECTOR
     names = {MARKER_GT: "GT", MARKER_GD: "GD", MARKER_FOOTER: "FOOTER"}
     while pos + SECTOR <= len(data):
         value, size = GRAIN_MARKER.unpack_from(data, pos)
-        if size:                                             # a grain marker
+        if size:  # a grain marker
             layout.grain_lbas.append(value)
             pos += _ceil_div(GRAIN_MARKER.size + size, SECTOR) * SECTOR
             continue

@@ -8,6 +8,7 @@ tree always gives the same bytes.
 
     build.py BUILDROOT OUTPUT.cpio
 """
+
 from __future__ import annotations
 
 import lzma
@@ -40,7 +41,7 @@ class Modules:
             self.path[name] = target
             self.deps[name] = [module_name(d) for d in rest.split()]
         builtin = moddir / "modules.builtin"
-        self.builtin = {module_name(l) for l in builtin.read_text().splitlines()} if builtin.exists() else set()
+        self.builtin = {module_name(line) for line in builtin.read_text().splitlines()} if builtin.exists() else set()
 
     def load_order(self, wanted: list[str]) -> list[str]:
         """Every wanted module after its dependencies, each once; unknown names are an error."""
@@ -50,8 +51,10 @@ class Modules:
             if name in order or name in self.builtin:
                 return
             if name not in self.path:
-                raise SystemExit(f"initrd: module {name!r} (needed by {' <- '.join(chain) or 'the list'}) "
-                                 f"is neither in modules.dep nor built in")
+                raise SystemExit(
+                    f"initrd: module {name!r} (needed by {' <- '.join(chain) or 'the list'}) "
+                    f"is neither in modules.dep nor built in"
+                )
             for dep in self.deps[name]:
                 visit(dep, chain + (name,))
             order.append(name)
@@ -74,7 +77,7 @@ class Cpio:
 
     def __init__(self, mtime: int):
         self.mtime = mtime
-        self.entries: dict[str, tuple[int, bytes, int]] = {}   # path -> (mode, data, rdev)
+        self.entries: dict[str, tuple[int, bytes, int]] = {}  # path -> (mode, data, rdev)
 
     def add(self, path: str, mode: int, data: bytes = b"", rdev: int = 0) -> None:
         parts = path.split("/")
@@ -94,21 +97,36 @@ class Cpio:
 
     def header(self, path: str, ino: int, mode: int, size: int, rdev: int) -> bytes:
         name = path.encode() + b"\0"
-        fields = (ino, mode, 0, 0, 2 if stat.S_ISDIR(mode) else 1, self.mtime, size, 0, 0,
-                  os.major(rdev), os.minor(rdev), len(name), 0)
+        fields = (
+            ino,
+            mode,
+            0,
+            0,
+            2 if stat.S_ISDIR(mode) else 1,
+            self.mtime,
+            size,
+            0,
+            0,
+            os.major(rdev),
+            os.minor(rdev),
+            len(name),
+            0,
+        )
         head = b"070701" + b"".join(b"%08x" % f for f in fields) + name
         return head + b"\0" * (-len(head) % 4)
 
 
 def wanted_modules() -> list[str]:
     lines = (HERE / "modules").read_text().splitlines()
-    return [l.strip() for l in lines if l.strip() and not l.lstrip().startswith("#")]
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def build(buildroot: Path, output: Path) -> None:
     kernels = sorted((buildroot / "usr/lib/modules").iterdir())
     if len(kernels) != 1:
-        raise SystemExit(f"initrd: expected one kernel in {buildroot}/usr/lib/modules, found {[k.name for k in kernels]}")
+        raise SystemExit(
+            f"initrd: expected one kernel in {buildroot}/usr/lib/modules, found {[k.name for k in kernels]}"
+        )
     modules = Modules(kernels[0])
     order = modules.load_order(wanted_modules())
     archive = Cpio(int(os.environ.get("SOURCE_DATE_EPOCH", "0")))

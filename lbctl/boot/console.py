@@ -6,6 +6,7 @@ Test harnesses and integrators watch the serial console for exactly one of:
 The line is written to the first serial port and to the journal. It starts and ends with CR LF
 so that it stands on a line of its own even when it interrupts other console output.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,12 +19,12 @@ PREFIX = "LBAPPLIANCE"
 
 
 def emit(word: str, text: str) -> None:
-    line = f"{PREFIX} {word} {one_line(text)}"              # one line, whatever the reason holds
-    print(line, flush=True)                               # the journal, via stdout
+    line = f"{PREFIX} {word} {one_line(text)}"  # one line, whatever the reason holds
+    print(line, flush=True)  # the journal, via stdout
     try:
         fd = os.open(SERIAL, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
     except OSError:
-        return                                            # no serial port: the journal has it
+        return  # no serial port: the journal has it
     try:
         os.write(fd, f"\r\n{line}\r\n".encode())
     except OSError as exc:

@@ -4,6 +4,7 @@ Runs only when provisioning gave neither a password nor an SSH key, as the vendo
 "be sure to set a secure password". It does not hold up READY: the appliance serves traffic while
 the prompt waits; only the console login waits for it.
 """
+
 from __future__ import annotations
 
 import getpass

@@ -6,6 +6,7 @@ in /var/lib/lbappliance/credentials/root.password-hash:
   on the appliance works as usual;
 * 'restore' puts it back into /etc/shadow at boot (lb-provision calls it).
 """
+
 from __future__ import annotations
 
 import subprocess

@@ -18,6 +18,7 @@ Semantics, as an integrator would expect from cloud-init-like tools:
 Everything runs in this one Python process (site and network validation and the site's apply
 included): a second interpreter costs seconds at boot under emulation.
 """
+
 from __future__ import annotations
 
 import base64
@@ -56,8 +57,15 @@ class ProvisionError(Exception):
 # --- the inputs --------------------------------------------------------------------------------
 
 # OpenSSH public key types (PROTOCOL.key, RFC 4253 6.6, RFC 5656, RFC 8709) the appliance's sshd takes.
-SSH_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-                 "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa")
+SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "ssh-rsa",
+)
 OPTIONS_TOKEN = re.compile(r'(?:[^\s"]|"(?:[^"\\]|\\.)*")+')
 
 
@@ -65,7 +73,7 @@ def ssh_key_problem(line: str) -> str | None:
     """Why an authorized_keys line (sshd(8), AUTHORIZED_KEYS FILE FORMAT) is not a public key."""
     tokens = OPTIONS_TOKEN.findall(line)
     if tokens and tokens[0] not in SSH_KEY_TYPES and len(tokens) > 1:
-        tokens = tokens[1:]                         # the options field comes first
+        tokens = tokens[1:]  # the options field comes first
     if len(tokens) < 2:
         return "not a valid OpenSSH public key (expected 'TYPE BASE64 [COMMENT]')"
     key_type, blob = tokens[0], tokens[1]
@@ -79,16 +87,18 @@ def ssh_key_problem(line: str) -> str | None:
         return "not a valid OpenSSH public key (the key is not base64)"
     # The key blob starts with its own type as an SSH string: uint32 length, then the name.
     name = key_type.encode()
-    if raw[:4] != len(name).to_bytes(4, "big") or raw[4:4 + len(name)] != name:
+    if raw[:4] != len(name).to_bytes(4, "big") or raw[4 : 4 + len(name)] != name:
         return "not a valid OpenSSH public key (the key data does not match its type)"
     return None
 
 
 def validate_ssh_keys(text: str, inputs: Mapping[str, str]) -> None:
-    problems = [Problem((), reason, n) for n, line in enumerate(text.splitlines(), 1)
-                if line.strip() and not line.lstrip().startswith("#")
-                and (reason := ssh_key_problem(line.strip())) is not None]
-    if not problems and not any(l.strip() and not l.lstrip().startswith("#") for l in text.splitlines()):
+    problems = [
+        Problem((), reason, n)
+        for n, line in enumerate(text.splitlines(), 1)
+        if line.strip() and not line.lstrip().startswith("#") and (reason := ssh_key_problem(line.strip())) is not None
+    ]
+    if not problems and not any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines()):
         problems = [Problem((), "contains no SSH public key")]
     if problems:
         raise InputInvalid(problems)
@@ -99,8 +109,15 @@ PASSWORD_HASH = re.compile(r"\$(y|gy|7|2b|2y|6|5)\$[./A-Za-z0-9$=,]+")
 
 def validate_password_hash(text: str, inputs: Mapping[str, str]) -> None:
     if not PASSWORD_HASH.fullmatch(text.strip()):
-        raise InputInvalid([Problem((), "not a crypt(3) hash ($y$, $6$, $5$ or $2b$); make one with "
-                                        "'openssl passwd -6' or 'mkpasswd -m yescrypt'")])
+        raise InputInvalid(
+            [
+                Problem(
+                    (),
+                    "not a crypt(3) hash ($y$, $6$, $5$ or $2b$); make one with "
+                    "'openssl passwd -6' or 'mkpasswd -m yescrypt'",
+                )
+            ]
+        )
 
 
 def validate_network(text: str, inputs: Mapping[str, str]) -> None:
@@ -134,28 +151,49 @@ def site_context(network_text: str | None) -> dict[str, object]:
 
 @dataclass(frozen=True)
 class Input:
-    key: str            # stable name, also the file name under DATA_DIR/provision
-    credential: str     # systemd credential name
-    disk_file: str      # file name on the LBCONFIG config disk
+    key: str  # stable name, also the file name under DATA_DIR/provision
+    credential: str  # systemd credential name
+    disk_file: str  # file name on the LBCONFIG config disk
     summary: str
     # Raises InputInvalid; gets the text and every input in effect (new ones over stored ones).
     validate: Callable[[str, Mapping[str, str]], None]
 
 
 INPUTS: tuple[Input, ...] = (
-    Input("admin-ssh-keys", "lb.admin.ssh-keys", "admin-ssh-keys",
-          "OpenSSH public keys (authorized_keys lines) for the admin account, root", validate_ssh_keys),
-    Input("admin-password-hash", "lb.admin.password-hash", "admin-password-hash",
-          "crypt(3) hash of the admin (root) password, e.g. from 'openssl passwd -6'", validate_password_hash),
-    Input("network", "lb.network", "network.yaml",
-          "management network: hostname, addresses per interface, gateway, DNS, NTP (YAML)", validate_network),
-    Input("site", "lb.site", "site.yaml",
-          "site file for lbctl: the virtual services and their real servers (YAML)", validate_site),
+    Input(
+        "admin-ssh-keys",
+        "lb.admin.ssh-keys",
+        "admin-ssh-keys",
+        "OpenSSH public keys (authorized_keys lines) for the admin account, root",
+        validate_ssh_keys,
+    ),
+    Input(
+        "admin-password-hash",
+        "lb.admin.password-hash",
+        "admin-password-hash",
+        "crypt(3) hash of the admin (root) password, e.g. from 'openssl passwd -6'",
+        validate_password_hash,
+    ),
+    Input(
+        "network",
+        "lb.network",
+        "network.yaml",
+        "management network: hostname, addresses per interface, gateway, DNS, NTP (YAML)",
+        validate_network,
+    ),
+    Input(
+        "site",
+        "lb.site",
+        "site.yaml",
+        "site file for lbctl: the virtual services and their real servers (YAML)",
+        validate_site,
+    ),
 )
 INPUTS_BY_KEY = {i.key: i for i in INPUTS}
 
 
 # --- sources ---------------------------------------------------------------------------------
+
 
 def read_credentials() -> dict[str, str]:
     """Credentials imported for this service (ImportCredential=lb.*), by input key."""
@@ -184,11 +222,11 @@ def read_config_disk() -> dict[str, str]:
     found: dict[str, str] = {}
     if device is None:
         return found
-    with tempfile.TemporaryDirectory() as mountpoint:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=RUN_DIR) as mountpoint:  # /run: provisioning runs before /tmp
         mount = subprocess.run(["mount", "-o", "ro", str(device), mountpoint], capture_output=True, text=True)
         if mount.returncode != 0:
-            raise ProvisionError([f"config disk {device} ({CONFIG_DISK_LABEL}): cannot mount: "
-                                  f"{mount.stderr.strip()}"])
+            raise ProvisionError([f"config disk {device} ({CONFIG_DISK_LABEL}): cannot mount: {mount.stderr.strip()}"])
         try:
             for item in INPUTS:
                 path = Path(mountpoint) / item.disk_file
@@ -212,6 +250,7 @@ def collect() -> tuple[dict[str, str], dict[str, str]]:
 
 # --- what was applied ----------------------------------------------------------------------------
 
+
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -228,6 +267,7 @@ def is_new(key: str, text: str) -> bool:
 
 def store(key: str, text: str) -> None:
     """Keep an input on the data partition, with the digest that marks it applied."""
+    PROVISION_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_atomic(PROVISION_DIR / key, text, 0o600)
     write_atomic(marker(key), digest(text) + "\n", 0o600)
 
@@ -238,6 +278,7 @@ def stored(key: str) -> str | None:
 
 
 # --- applying --------------------------------------------------------------------------------
+
 
 def apply_admin_credentials(changed: set[str]) -> bool:
     """Install new admin credentials, restore the kept password; True if the admin has any."""
@@ -278,7 +319,8 @@ def apply_network() -> None:
 def apply_site(changed: bool) -> None:
     """Apply a new or changed site file; otherwise make sure some configuration is in place."""
     from ..config import generations
-    from ..config.apply import ApplyError, apply_site as apply_generation, init
+    from ..config.apply import ApplyError, init
+    from ..config.apply import apply_site as apply_generation
     from ..config.networkd import install_networkd_dropins
 
     paths = Paths.from_env()
@@ -291,10 +333,12 @@ def apply_site(changed: bool) -> None:
         if not isinstance(site, Site):
             site = SITE_KIND.parse_text(text, site_context(None))
         try:
-            outcome = apply_generation(paths, site, text)
+            # The provisioned site is the whole site: what it no longer has is removed on purpose.
+            outcome = apply_generation(paths, site, text, allowed_removals=None)
         except ApplyError as exc:
-            raise ProvisionError([f"lb.site: lbctl apply failed: {line}" for line in str(exc).splitlines()[:3]]) \
-                from None
+            raise ProvisionError(
+                [f"lb.site: lbctl apply failed: {line}" for line in str(exc).splitlines()[:3]]
+            ) from None
         print(f"site applied as generation {outcome.generation.name}")
         for note in outcome.notes:
             print(f"note: {note}")
@@ -321,12 +365,16 @@ def step(title: str) -> Iterator[None]:
 
 def run() -> int:
     print(f"started {time.monotonic() - STARTED:.2f} s after the interpreter", flush=True)
+    with step("firewall"):  # first: in force before anything listens, whatever the inputs hold
+        from ..firewall.apply import boot as firewall_boot
+
+        print(firewall_boot(), flush=True)
     with step("read the inputs"):
         texts, origins = collect()
     changed = {key for key, text in texts.items() if is_new(key, text)}
     in_effect = {**{i.key: t for i in INPUTS if (t := stored(i.key)) is not None}, **texts}
     with step("validate the new inputs"):
-        for item in INPUTS:                      # validate everything new before storing anything
+        for item in INPUTS:  # validate everything new before storing anything
             if item.key in changed:
                 try:
                     item.validate(texts[item.key], in_effect)

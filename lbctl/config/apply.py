@@ -9,18 +9,22 @@ init:      the same for the empty site, only if no configuration was ever applie
 Whatever fails, the previous state is put back (links, drop-ins and, if a reload was attempted,
 HAProxy itself) and ApplyError says what happened; the running configuration stays.
 """
+
 from __future__ import annotations
 
 import filecmp
+import json
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..appliance import NETWORKD_DIR, Paths, appliance_version
 from ..fileio import write_atomic
+from ..firewall.ruleset import FirewallError
 from ..site.model import Site, empty_site
 from . import generations as state
 from . import haproxy as runtime
@@ -50,15 +54,15 @@ def haproxy_binary() -> str:
 def check_config(config: Path) -> None:
     """haproxy -c: the appliance's own HAProxy has the last word on the generated file."""
     try:
-        result = subprocess.run([haproxy_binary(), "-c", "-f", str(config)], capture_output=True, text=True,
-                                timeout=60)
+        result = subprocess.run([haproxy_binary(), "-c", "-f", str(config)], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ApplyError(f"cannot run '{haproxy_binary()} -c': {exc}") from None
     if result.returncode != 0:
         output = (result.stdout + result.stderr).splitlines()
         lines = [line for line in output if "[ALERT]" in line or "[WARNING]" in line]
-        raise ApplyError("HAProxy rejects the generated configuration (haproxy -c):\n  "
-                         + "\n  ".join(lines or output[-10:]))
+        raise ApplyError(
+            "HAProxy rejects the generated configuration (haproxy -c):\n  " + "\n  ".join(lines or output[-10:])
+        )
 
 
 def ensure_server_state_file(paths: Paths) -> None:
@@ -81,6 +85,7 @@ def save_server_state(paths: Paths) -> bool:
 
 # --- HAProxy reload ---------------------------------------------------------------------------
 
+
 def reload_haproxy(paths: Paths) -> bool:
     """Seamless reload through the master CLI, verified. False if HAProxy is not running."""
     try:
@@ -93,20 +98,21 @@ def reload_haproxy(paths: Paths) -> bool:
     try:
         answer = runtime.request_reload(paths.master_socket)
     except runtime.HAProxyAPIError:
-        answer = ""          # the master re-executes itself and may drop us; watch it instead
+        answer = ""  # the master re-executes itself and may drop us; watch it instead
     if "Success=0" in answer:
-        raise ApplyError("HAProxy could not load the new configuration and keeps the previous one:\n"
-                         + answer.strip())
+        raise ApplyError("HAProxy could not load the new configuration and keeps the previous one:\n" + answer.strip())
     deadline = time.monotonic() + RELOAD_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         time.sleep(0.2)
         try:
             now = runtime.show_proc(paths.master_socket)
         except runtime.HAProxyAPIError:
-            continue         # the master is between exec and listening again
+            continue  # the master is between exec and listening again
         if now.failed_reloads > before.failed_reloads:
-            raise ApplyError("HAProxy could not start the new configuration and keeps the previous one "
-                             "(the reason is in its log: journalctl -u haproxy)")
+            raise ApplyError(
+                "HAProxy could not start the new configuration and keeps the previous one "
+                "(the reason is in its log: journalctl -u haproxy)"
+            )
         if now.reloads > before.reloads and now.workers and not set(now.workers) & set(before.workers):
             wait_for_worker(paths, set(now.workers), deadline)
             return True
@@ -127,6 +133,7 @@ def wait_for_worker(paths: Paths, workers: set[int], deadline: float) -> None:
 
 # --- activation -------------------------------------------------------------------------------
 
+
 def sync_network(generation: Path | None, networkd_dir: Path, notes: list[str]) -> None:
     empty = Path("/nonexistent-lbctl-generation")
     if install_networkd_dropins(generation or empty, networkd_dir) and networkd_is_live(networkd_dir):
@@ -135,9 +142,16 @@ def sync_network(generation: Path | None, networkd_dir: Path, notes: list[str]) 
             notes.append(note)
 
 
-def activate(paths: Paths, generation: Path, networkd_dir: Path | None = None) -> Outcome:
-    """Make `generation` current (the current one becomes last-good), addresses and HAProxy
-    included. On failure everything is put back as it was and ApplyError raised."""
+def activate(
+    paths: Paths,
+    generation: Path,
+    networkd_dir: Path | None = None,
+    site: Site | None = None,
+    firewall: str | None = None,
+) -> Outcome:
+    """Make `generation` current (the current one becomes last-good), addresses, HAProxy and the
+    firewall (`firewall`, the checked ruleset of `site`) included. On failure everything is put
+    back as it was and ApplyError raised."""
     networkd_dir = networkd_dir or NETWORKD_DIR
     previous = state.target_of(paths.current)
     previous_good = state.target_of(paths.last_good)
@@ -153,14 +167,19 @@ def activate(paths: Paths, generation: Path, networkd_dir: Path | None = None) -
         outcome.reloaded = reload_haproxy(paths)
         if not outcome.reloaded:
             outcome.notes.append("HAProxy is not running; it starts with this configuration")
+        if firewall is not None:
+            from ..firewall import apply as fw
+
+            outcome.notes.append(fw.apply(site, text=firewall, paths=paths))
         return outcome
-    except (ApplyError, NetworkError, OSError) as exc:
+    except (ApplyError, NetworkError, OSError, FirewallError) as exc:
         restore_notes = restore(paths, previous, previous_good, networkd_dir, reload_attempted)
         raise ApplyError(f"{exc}\n  nothing was changed: {restore_notes}") from None
 
 
-def restore(paths: Paths, previous: Path | None, previous_good: Path | None, networkd_dir: Path,
-            reload_haproxy_too: bool) -> str:
+def restore(
+    paths: Paths, previous: Path | None, previous_good: Path | None, networkd_dir: Path, reload_haproxy_too: bool
+) -> str:
     if previous is not None:
         state.point(paths.current, previous)
     else:
@@ -176,7 +195,7 @@ def restore(paths: Paths, previous: Path | None, previous_good: Path | None, net
         notes.append(f"but restoring the network addresses failed: {exc}")
     if reload_haproxy_too and previous is not None:
         try:
-            reload_haproxy(paths)       # take the master out of its wait mode after a failed reload
+            reload_haproxy(paths)  # take the master out of its wait mode after a failed reload
             notes.append("and HAProxy runs it")
         except ApplyError as exc:
             notes.append(f"but reloading HAProxy with it failed too: {exc}")
@@ -185,6 +204,7 @@ def restore(paths: Paths, previous: Path | None, previous_good: Path | None, net
 
 def same_files(a: Path, b: Path) -> bool:
     """Two generations render the same (the kept site.yaml may differ in comments only)."""
+
     def listing(root: Path) -> set[str]:
         return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != "site.yaml"}
 
@@ -194,7 +214,7 @@ def same_files(a: Path, b: Path) -> bool:
 
 def build_generation(paths: Paths, site: Site, site_text: str | None) -> Path:
     """Render and check a generation in a scratch directory; the caller commits or removes it."""
-    from .render import RenderSettings, render, write_files    # jinja2: only when something is rendered
+    from .render import RenderSettings, render, write_files  # jinja2: only when something is rendered
 
     scratch = state.scratch_generation(paths)
     try:
@@ -208,9 +228,53 @@ def build_generation(paths: Paths, site: Site, site_text: str | None) -> Path:
     return scratch
 
 
-def apply_site(paths: Paths, site: Site, site_text: str, networkd_dir: Path | None = None) -> Outcome:
+def running_services(paths: Paths) -> list[str]:
+    """The services of the current generation (services.json), in its order."""
+    current = state.target_of(paths.current)
+    try:
+        summary = json.loads((current / "services.json").read_text()) if current else {}
+    except (OSError, ValueError):
+        return []
+    return [s["name"] for s in summary.get("services", [])]
+
+
+def check_removals(paths: Paths, site: Site, allowed: Collection[str] | None) -> None:
+    """A site that drops services the running configuration has is applied only when the
+    removal is said explicitly (`allowed` names exactly those services; None: any removal)."""
+    keeps = {s.name for s in site.services}
+    dropped = [name for name in running_services(paths) if name not in keeps]
+    if allowed is None:
+        return
+    still = sorted(set(allowed) & keeps)
+    if still:
+        raise ApplyError(f"--remove {', '.join(still)}: the site file still has {'it' if len(still) == 1 else 'them'}")
+    unsaid = [name for name in dropped if name not in allowed]
+    if unsaid:
+        flags = " ".join(f"--remove {name}" for name in unsaid)
+        raise ApplyError(
+            f"the site file does not have {', '.join(unsaid)}, which the running configuration serves; "
+            f"nothing was changed. To remove {'it' if len(unsaid) == 1 else 'them'} on purpose: "
+            f"lbctl apply {flags} FILE"
+        )
+
+
+def apply_site(
+    paths: Paths,
+    site: Site,
+    site_text: str,
+    networkd_dir: Path | None = None,
+    allowed_removals: Collection[str] | None = (),
+) -> Outcome:
+    """Put `site` into service (see the module's docstring). A running service the site lacks is
+    removed only if named in `allowed_removals` (None: any; provisioning's input is the whole site)."""
     with state.locked(paths):
+        check_removals(paths, site, allowed_removals)
         scratch = build_generation(paths, site, site_text)
+        try:
+            firewall = checked_firewall(paths, site)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
         current = state.target_of(paths.current)
         if current is not None and same_files(scratch, current):
             shutil.rmtree(scratch)
@@ -218,9 +282,32 @@ def apply_site(paths: Paths, site: Site, site_text: str, networkd_dir: Path | No
             sync_network(current, networkd_dir or NETWORKD_DIR, outcome.notes)
             return outcome
         generation = state.commit_generation(paths, scratch)
-        outcome = activate(paths, generation, networkd_dir)
+        outcome = activate(paths, generation, networkd_dir, site, firewall)
         state.prune(paths)
         return outcome
+
+
+def site_of(generation: Path) -> Site:
+    """The site a generation was rendered from (its kept site.yaml; the empty site without one)."""
+    from ..site.schema import SITE_KIND
+
+    kept = generation / "site.yaml"
+    return SITE_KIND.read(str(kept)) if kept.exists() else empty_site()
+
+
+def checked_firewall(paths: Paths, site: Site) -> str | None:
+    """The firewall ruleset of `site`, checked by nft; None where nft cannot check it here (a build
+    host without nft, where nothing is loaded either). Raises ApplyError with nft's reason."""
+    from ..firewall import apply as fw
+
+    text = fw.firewall_for(site, version=appliance_version(paths.os_release))
+    try:
+        fw.check_text(text)
+    except FirewallError as exc:
+        if not fw.enforcing(paths) and "cannot run" in str(exc):
+            return None
+        raise ApplyError(f"the firewall ruleset for this site is refused: {exc}") from None
+    return text
 
 
 def rollback(paths: Paths, networkd_dir: Path | None = None) -> Outcome:
@@ -229,7 +316,8 @@ def rollback(paths: Paths, networkd_dir: Path | None = None) -> Outcome:
         if good is None:
             raise ApplyError("there is no earlier configuration to roll back to (no last-good generation)")
         check_config(good / "haproxy.cfg")
-        return activate(paths, good, networkd_dir)
+        site = site_of(good)
+        return activate(paths, good, networkd_dir, site, checked_firewall(paths, site))
 
 
 def init(paths: Paths, networkd_dir: Path | None = None) -> Outcome | None:
@@ -237,5 +325,6 @@ def init(paths: Paths, networkd_dir: Path | None = None) -> Outcome | None:
     with state.locked(paths):
         if state.target_of(paths.current) is not None:
             return None
-        generation = state.commit_generation(paths, build_generation(paths, empty_site(), None))
-        return activate(paths, generation, networkd_dir)
+        site = empty_site()
+        generation = state.commit_generation(paths, build_generation(paths, site, None))
+        return activate(paths, generation, networkd_dir, site, checked_firewall(paths, site))

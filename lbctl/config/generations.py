@@ -11,18 +11,19 @@ Links are replaced with rename(2), so a reader sees the old or the new generatio
 A new generation is rendered into generations/.new-<pid> and renamed to its number only once it
 passed 'haproxy -c', so a numbered generation is always a complete, checked one.
 """
+
 from __future__ import annotations
 
 import fcntl
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from ..appliance import Paths
 
-KEEP_GENERATIONS = 20       # besides current and last-good; older ones are removed
+KEEP_GENERATIONS = 20  # besides current and last-good; older ones are removed
 
 
 def generations_dir(paths: Paths) -> Path:

@@ -3,6 +3,7 @@
 Both speak one command per connection: send a line, read until HAProxy closes. Half-closing our
 side tells the master CLI (which would otherwise wait for more commands) that we are done.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,8 +41,10 @@ def command(sock_path: Path, line: str, timeout: float = 5.0) -> str:
                 if not data:
                     break
                 chunks.append(data)
-        except socket.timeout:
-            raise HAProxyAPIError(f"HAProxy did not answer {line.split()[0]!r} on {sock_path} within {timeout:g} s") from None
+        except TimeoutError:
+            raise HAProxyAPIError(
+                f"HAProxy did not answer {line.split()[0]!r} on {sock_path} within {timeout:g} s"
+            ) from None
         except OSError as exc:
             raise HAProxyAPIError(f"HAProxy closed {sock_path} while answering {line!r}: {exc.strerror}") from None
     return b"".join(chunks).decode(errors="replace")
@@ -76,8 +79,9 @@ def show_table(sock_path: Path, table: str) -> list[dict[str, str]]:
     entries = []
     for line in command(sock_path, f"show table {table}").splitlines():
         if line.startswith("0x") or line.startswith("key="):
-            fields = dict(part.split("=", 1) for part in line.split()[1 if line.startswith("0x") else 0:]
-                          if "=" in part)
+            fields = dict(
+                part.split("=", 1) for part in line.split()[1 if line.startswith("0x") else 0 :] if "=" in part
+            )
             entries.append(fields)
     return entries
 
@@ -101,11 +105,12 @@ def shutdown_sessions(sock_path: Path, backend: str, server: str) -> None:
 
 # --- master CLI ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Processes:
-    reloads: int                # reloads the master did
-    failed_reloads: int         # of those, how many failed (HAProxy 2.6 and later print it)
-    workers: tuple[int, ...]    # PIDs of the current workers (not the old ones of past reloads)
+    reloads: int  # reloads the master did
+    failed_reloads: int  # of those, how many failed (HAProxy 2.6 and later print it)
+    workers: tuple[int, ...]  # PIDs of the current workers (not the old ones of past reloads)
 
 
 MASTER_LINE = re.compile(r"^(\d+)\s+master\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?")
@@ -120,7 +125,7 @@ def show_proc(master_socket: Path) -> Processes:
         if line.startswith("# "):
             section = line[2:].strip()
             continue
-        if (m := MASTER_LINE.match(line)):
+        if m := MASTER_LINE.match(line):
             reloads, failed = int(m.group(2)), int(m.group(3) or 0)
         elif section == "workers" and (m := WORKER_LINE.match(line)):
             workers.append(int(m.group(1)))

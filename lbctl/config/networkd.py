@@ -5,6 +5,7 @@ that carries addresses of the site). install_networkd_dropins() mirrors that tre
 networkd directory, next to provisioning's 10-lb-<iface>.network files: lbctl apply calls it, and
 so does provisioning at every boot (/run is empty after a reboot).
 """
+
 from __future__ import annotations
 
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 from ..appliance import NETWORKD_DIR, REAL_NETWORKD_DIR
 from ..fileio import write_atomic
 
-NETWORKD_DROPIN_NAME = "50-lbctl-vips.conf"       # in 10-lb-<iface>.network.d/, from networkd-vips.conf.j2
+NETWORKD_DROPIN_NAME = "50-lbctl-vips.conf"  # in 10-lb-<iface>.network.d/, from networkd-vips.conf.j2
 
 DROPIN_DIR = re.compile(r"10-lb-[A-Za-z0-9_.-]+\.network\.d")
 
@@ -56,15 +57,14 @@ def install_networkd_dropins(generation_dir: Path, networkd_dir: Path | None = N
         try:
             target.parent.rmdir()
         except OSError:
-            pass                        # other drop-ins live there too
+            pass  # other drop-ins live there too
         changed = True
     return changed
 
 
 def networkd_is_live(networkd_dir: Path) -> bool:
     """True when the drop-ins went to the running system's networkd (not a test directory)."""
-    return (Path("/run/systemd/system").exists()
-            and networkd_dir.resolve() == REAL_NETWORKD_DIR.resolve())
+    return Path("/run/systemd/system").exists() and networkd_dir.resolve() == REAL_NETWORKD_DIR.resolve()
 
 
 def reload_networkd() -> str | None:

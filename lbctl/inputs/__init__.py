@@ -4,10 +4,44 @@
 against an input's table, ``types`` are the value types, ``addresses`` classifies IP addresses,
 and ``problems`` is how a refusal reads.
 """
-from .engine import (INVALID, Check, Cursor, Default, Field, InputKind, Invalid, ListOf, MapOf, NoDefault,
-                     Scope, Table, Type, describe, reference)
+
+from .engine import (
+    INVALID,
+    Check,
+    Cursor,
+    Default,
+    Field,
+    InputKind,
+    Invalid,
+    ListOf,
+    MapOf,
+    NoDefault,
+    Scope,
+    Table,
+    Type,
+    describe,
+    reference,
+)
 from .problems import FieldPath, InputInvalid, Problem, format_path
 
-__all__ = ["INVALID", "Check", "Cursor", "Default", "Field", "FieldPath", "InputInvalid", "InputKind", "Invalid",
-           "ListOf", "MapOf", "NoDefault", "Problem", "Scope", "Table", "Type", "describe", "format_path",
-           "reference"]
+__all__ = [
+    "INVALID",
+    "Check",
+    "Cursor",
+    "Default",
+    "Field",
+    "FieldPath",
+    "InputInvalid",
+    "InputKind",
+    "Invalid",
+    "ListOf",
+    "MapOf",
+    "NoDefault",
+    "Problem",
+    "Scope",
+    "Table",
+    "Type",
+    "describe",
+    "format_path",
+    "reference",
+]

@@ -6,16 +6,19 @@ address, 3.11 does not), so the build host and the appliance would disagree. Cla
 is membership in the networks below (IANA special-purpose registries, RFC 6890; IPv6 addressing
 architecture, RFC 4291), which every Python computes the same way.
 """
+
 from __future__ import annotations
 
 import ipaddress
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # (network, what it is): an address in one of these is not an ordinary unicast address.
 SPECIAL: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = tuple(
-    (ipaddress.ip_network(net), what) for net, what in (
+    (ipaddress.ip_network(net), what)
+    for net, what in (
         ("0.0.0.0/8", "an unspecified ('this network') address"),
         ("127.0.0.0/8", "a loopback address"),
         ("169.254.0.0/16", "a link-local address"),
@@ -29,7 +32,8 @@ SPECIAL: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] =
         ("fe80::/10", "a link-local address"),
         ("fec0::/10", "a site-local address (deprecated, RFC 3879)"),
         ("ff00::/8", "a multicast address"),
-    ))
+    )
+)
 
 
 def special(address: IPAddress) -> str | None:

@@ -13,6 +13,7 @@ parsed, on the values that parsed.
 The same table prints its reference (:func:`reference`), which docs/lbctl.md, docs/hypervisors.md
 and `lbctl schema` carry: what is documented is what is checked.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
@@ -39,7 +40,7 @@ class _InvalidValue:
         return "INVALID"
 
 
-INVALID: Any = _InvalidValue()     # what a type returns after it reported its problems itself
+INVALID: Any = _InvalidValue()  # what a type returns after it reported its problems itself
 
 
 def describe(value: object) -> str:
@@ -60,13 +61,28 @@ def describe(value: object) -> str:
 
 # --- where a value is, while it is parsed ----------------------------------------------------------
 
+
 @dataclass
 class Scope:
     """The values parsed so far at one level, and the level around it (for defaults and checks)."""
 
     values: dict[str, Any]
-    key: str | int | None = None            # this level's key in the level around it
+    key: str | int | None = None  # this level's key in the level around it
     outer: Scope | None = None
+
+    @property
+    def parent(self) -> Scope:
+        """The level around this one; LookupError at the top (a default then has no value)."""
+        if self.outer is None:
+            raise LookupError("no enclosing level")
+        return self.outer
+
+    @property
+    def index(self) -> int:
+        """This level's position in its list (0, 1, ...); LookupError if it is not a list item."""
+        if not isinstance(self.key, int):
+            raise LookupError("not a list item")
+        return self.key
 
     @property
     def root(self) -> Scope:
@@ -88,7 +104,7 @@ class Report:
 
     doc: Document
     problems: list[Problem] = field(default_factory=list)
-    context: Mapping[str, Any] = field(default_factory=dict)    # facts from outside the file
+    context: Mapping[str, Any] = field(default_factory=dict)  # facts from outside the file
 
     def add(self, path: FieldPath, reason: str) -> None:
         self.problems.append(Problem(path, reason, self.doc.line(path)))
@@ -100,7 +116,7 @@ class Cursor:
 
     report: Report
     path: FieldPath
-    scope: Scope | None          # the level this position is in (None above the top level)
+    scope: Scope | None  # the level this position is in (None above the top level)
 
     def problem(self, reason: str, *below: str | int) -> None:
         self.report.add(self.path + below, reason)
@@ -112,12 +128,17 @@ class Cursor:
     def context(self) -> Mapping[str, Any]:
         return self.report.context
 
+    def given(self, *below: str | int) -> bool:
+        """The file gives this value (rather than a default filling it in, or nothing)."""
+        return self.path + below in self.report.doc.lines
+
     def problems_below(self) -> int:
         n = len(self.path)
         return sum(1 for p in self.report.problems if p.path[:n] == self.path)
 
 
 # --- types ------------------------------------------------------------------------------------
+
 
 class Type(Generic[T]):
     """A value type: parse() returns the value or raises Invalid(reason).
@@ -149,7 +170,7 @@ class Field:
     type: Type[Any]
     doc: str
     required: bool = False
-    default: Any = None               # a plain value, a Default, or None (no value)
+    default: Any = None  # a plain value, a Default, or None (no value)
 
     def default_text(self) -> str:
         if self.required:
@@ -178,7 +199,7 @@ class Table(Type[Any]):
     title: str = ""
     checks: tuple[Check, ...] = ()
     build: Callable[[Scope], Any] | None = None
-    what: str = ""                    # how the mapping reads in "must be a mapping of ..."
+    what: str = ""  # how the mapping reads in "must be a mapping of ..."
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -192,7 +213,7 @@ class Table(Type[Any]):
             keys = self.what or ", ".join(f.key for f in self.fields[:4]) + (", ..." if len(self.fields) > 4 else "")
             raise Invalid(f"must be a mapping of {keys}, not {describe(value)}")
         before = at.problems_below()
-        incomplete = False              # a default could not be computed: its source is reported elsewhere
+        incomplete = False  # a default could not be computed: its source is reported elsewhere
         scope = Scope({}, at.path[-1] if at.path else None, at.scope)
         known = {f.key for f in self.fields}
         for key in value:
@@ -248,7 +269,7 @@ class ListOf(Type[tuple[Any, ...]]):
     item_kind: str = ""
     # Checks across the items (unique names, ...); gets every item, INVALID for those that failed.
     items_check: Callable[[list[Any], Cursor], None] | None = None
-    unique: bool = False              # no item may be given twice
+    unique: bool = False  # no item may be given twice
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -276,7 +297,7 @@ class ListOf(Type[tuple[Any, ...]]):
         if self.items_check is not None:
             self.items_check(items, at)
         if any(i is INVALID for i in items) or at.problems_below() > before:
-            return INVALID  # type: ignore[no-any-return]
+            return INVALID
         return tuple(items)
 
     def nested(self) -> Iterator[tuple[str, Table]]:
@@ -292,7 +313,7 @@ class MapOf(Type[dict[str, Any]]):
     value: Type[Any]
     empty: str | None = None
     key_doc: str = "NAME"
-    what: str = ""                   # how it reads in "must be a mapping of ..." ("service names to settings")
+    what: str = ""  # how it reads in "must be a mapping of ..." ("service names to settings")
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -317,7 +338,7 @@ class MapOf(Type[dict[str, Any]]):
             parsed = parse_value(self.value, item, here)
             bad = bad or parsed is INVALID
             result[name] = parsed
-        return INVALID if bad else result  # type: ignore[no-any-return]
+        return INVALID if bad else result
 
     def nested(self) -> Iterator[tuple[str, Table]]:
         for suffix, table in self.value.nested():
@@ -325,6 +346,7 @@ class MapOf(Type[dict[str, Any]]):
 
 
 # --- inputs -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class InputKind(Generic[T]):
@@ -339,14 +361,17 @@ class InputKind(Generic[T]):
         report = Report(doc, list(doc.problems), context or {})
         if doc.data is None:
             required = [f.key for f in self.table.fields if f.required]
-            needs = ", ".join(required[:-1]) + (" and " if len(required) > 1 else "") + required[-1] \
-                if required else "its keys"
+            needs = (
+                ", ".join(required[:-1]) + (" and " if len(required) > 1 else "") + required[-1]
+                if required
+                else "its keys"
+            )
             report.add((), f"the file is empty; {self.summary} needs at least {needs}")
             raise InputInvalid(report.problems)
         value = parse_value(self.table, doc.data, Cursor(report, (), None))
         if report.problems or value is INVALID:
             raise InputInvalid(report.problems)
-        return value  # type: ignore[no-any-return]
+        return value
 
     def parse_text(self, text: str, context: Mapping[str, Any] | None = None) -> T:
         try:
@@ -357,12 +382,13 @@ class InputKind(Generic[T]):
 
     def parse_bytes(self, raw: bytes, context: Mapping[str, Any] | None = None) -> T:
         if len(raw) > yamldoc.MAX_BYTES:
-            raise InputInvalid([Problem((), f"the file is larger than {yamldoc.MAX_BYTES // 1024} KiB; "
-                                            "an input file is a few KB")])
+            raise InputInvalid(
+                [Problem((), f"the file is larger than {yamldoc.MAX_BYTES // 1024} KiB; an input file is a few KB")]
+            )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = raw[:exc.start].count(b"\n") + 1
+            line = raw[: exc.start].count(b"\n") + 1
             raise InputInvalid([Problem((), "not UTF-8 text", line)]) from None
         return self.parse_text(text, context)
 
@@ -380,6 +406,7 @@ class InputKind(Generic[T]):
 
 
 # --- the reference ----------------------------------------------------------------------------
+
 
 def _rows(table: Table, prefix: str) -> Iterator[tuple[str, Field]]:
     """Fields with their dotted key; nested tables (not lists or maps of them) are flattened."""
@@ -407,8 +434,12 @@ def reference(table: Table, title_level: int = 4) -> str:
     lines: list[str] = []
     for path, section in _sections(table, ""):
         title = section.title or (f"`{path.rstrip('.')}`" if path else "Top level")
-        lines += [f"{'#' * title_level} {title}", "", "| key | value | required / default | meaning |",
-                  "|---|---|---|---|"]
+        lines += [
+            f"{'#' * title_level} {title}",
+            "",
+            "| key | value | required / default | meaning |",
+            "|---|---|---|---|",
+        ]
         for key, f in _rows(section, ""):
             lines.append(f"| `{key}` | {f.type.kind} | {f.default_text()} | {f.doc} |")
         lines.append("")

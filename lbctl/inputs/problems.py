@@ -9,12 +9,13 @@ The text of a problem is made of pieces of the input (keys, values), so it is fo
 line here, once: control characters, line and paragraph separators are written as escapes. A key
 holding "\\nerror: ..." cannot forge a second error line.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-FieldPath = tuple[str | int, ...]       # keys and list indices from the top of the document
+FieldPath = tuple[str | int, ...]  # keys and list indices from the top of the document
 
 PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # C0 and C1 controls, DEL, and the separators that some terminals and logs break lines at.
@@ -23,8 +24,9 @@ UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 def one_line(text: str) -> str:
     """`text` with every control character and line separator written as an escape."""
-    return UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1] if m.group() not in "\u2028\u2029"
-                           else f"\\u{ord(m.group()):04x}", text)
+    return UNPRINTABLE.sub(
+        lambda m: repr(m.group())[1:-1] if m.group() not in "\u2028\u2029" else f"\\u{ord(m.group()):04x}", text
+    )
 
 
 def format_path(path: FieldPath) -> str:
@@ -48,7 +50,7 @@ class Problem:
     path: FieldPath
     reason: str
     line: int | None = None
-    show_line: bool = True          # False when the reason names its lines itself ("given twice (lines 4 and 9)")
+    show_line: bool = True  # False when the reason names its lines itself ("given twice (lines 4 and 9)")
 
     def __str__(self) -> str:
         where = format_path(self.path)

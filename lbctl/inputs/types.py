@@ -5,6 +5,7 @@ a decimal number written as such (never a YAML 1.1 octal or a quoted number), a 
 true/false, text is text. A value of the wrong kind is refused with what it was ("nothing
 (null)", "a list", "'yes' ..."), so the reason names what the person wrote.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .addresses import IPAddress, IPInterface, special
+from .addresses import IPAddress, IPInterface, IPNetwork, special
 from .engine import Cursor, Invalid, Type, describe
 from .yamldoc import Ambiguous
 
@@ -86,7 +87,9 @@ class Text(Type[str]):
 
     def parse(self, value: object, at: Cursor) -> str:
         if not isinstance(value, str):
-            hint = "; quote it to make it text" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+            hint = (
+                "; quote it to make it text" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+            )
             raise Invalid(f"must be {self.what}, not {describe(value)}{hint}")
         if not value.strip():
             raise Invalid(f"must be {self.what}, not empty text")
@@ -97,8 +100,11 @@ class Text(Type[str]):
         return str(value)
 
 
-LABEL = Text(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}", "a label: 1 to 32 letters, digits, '_', '.' or '-', "
-             "starting with a letter or digit", 32)
+LABEL = Text(
+    r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}",
+    "a label: 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit",
+    32,
+)
 # RFC 1123 host name label, and a host name of such labels (RFC 1123 section 2.1).
 HOSTNAME_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOST_NAME = Text(rf"{HOSTNAME_LABEL}(\.{HOSTNAME_LABEL})*\.?", "a host name (letters, digits, '-' and dots)", 253)
@@ -121,12 +127,14 @@ class AETitle(Type[str]):
         if len(value) > 16 or not 1 <= len(value.strip(" ")) <= 16:
             raise Invalid(f"{describe(value)} must be 1 to 16 characters (DICOM PS3.5 6.2, AE)")
         if any(c == "\\" or not " " <= c <= "~" for c in value):
-            raise Invalid(f"{describe(value)} may hold only printable ASCII characters other than backslash "
-                          "(DICOM PS3.5 6.2, AE)")
+            raise Invalid(
+                f"{describe(value)} may hold only printable ASCII characters other than backslash (DICOM PS3.5 6.2, AE)"
+            )
         return value.strip(" ")
 
 
 # --- addresses --------------------------------------------------------------------------------
+
 
 def _address_text(value: object, example: str) -> str:
     if not isinstance(value, str):
@@ -145,8 +153,8 @@ class Address(Type[IPAddress]):
     """
 
     refuse: tuple[str, ...] = ("*",)
-    use: str = ""                       # what the address is for, in the reason ("a VIP")
-    allow: tuple[str, ...] = ()         # special kinds allowed although "*" is given
+    use: str = ""  # what the address is for, in the reason ("a VIP")
+    allow: tuple[str, ...] = ()  # special kinds allowed although "*" is given
 
     kind = "IP address"
 
@@ -155,8 +163,10 @@ class Address(Type[IPAddress]):
         if "/" in text:
             raise Invalid(f"{describe(value)}: give a plain address, without a prefix length")
         if "%" in text:
-            raise Invalid(f"{describe(value)}: give a plain address, without a %scope (the interface is "
-                          "known from the configuration)")
+            raise Invalid(
+                f"{describe(value)}: give a plain address, without a %scope (the interface is "
+                "known from the configuration)"
+            )
         try:
             ip = ipaddress.ip_address(text)
         except ValueError:
@@ -195,7 +205,27 @@ class InterfaceAddress(Type[IPInterface]):
         return iface
 
 
+@dataclass(frozen=True)
+class Network(Type[IPNetwork]):
+    """A network in CIDR form (10.0.0.0/8); a single address is its host network (/32, /128)."""
+
+    kind = "network (e.g. 10.0.0.0/8) or address"
+
+    def parse(self, value: object, at: Cursor) -> IPNetwork:
+        text = _address_text(value, "10.0.0.0/8")
+        if "%" in text:
+            raise Invalid(f"{describe(value)}: give the network without a %scope")
+        try:
+            return ipaddress.ip_network(text)
+        except ValueError as exc:
+            if "has host bits set" in str(exc):
+                suggestion = ipaddress.ip_network(text, strict=False)
+                raise Invalid(f"{describe(value)} has host bits set; the network is {suggestion}") from None
+            raise Invalid(f"{describe(value)} is not a network such as 10.0.0.0/8") from None
+
+
 # --- free-form --------------------------------------------------------------------------------
+
 
 class ScalarMapping(Type[dict[str, Any]]):
     """A mapping of names to text, numbers or booleans (template variables, converter options)."""

@@ -1,4 +1,5 @@
 """The site model: what a valid site file means, as the renderer and the status read it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -36,18 +37,36 @@ class Service:
     check_timeout_seconds: int
     rise: int
     fall: int
+    max_connections: int
     idle_timeout_minutes: int
     called_ae_title: str | None
     calling_ae_title: str
+    transparent: bool
     servers: tuple[Server, ...]
+
+
+@dataclass(frozen=True)
+class OutboundSNAT:
+    """Connections the listed real servers open to the listed ports leave from `to` (vendor guide
+    appendix 12.1: iExport and iQuery send DICOM out through the appliance)."""
+
+    sources: tuple[IPAddress, ...]
+    ports: tuple[int, ...]
+    to: IPAddress
 
 
 @dataclass(frozen=True)
 class Site:
     preset: Preset
-    snat_address: IPAddress | None      # None only for the empty site of 'lbctl init'
+    snat_address: IPAddress | None  # None only for the empty site of 'lbctl init'
     interface: str
     services: tuple[Service, ...] = field(default=())
+    outbound_snat: tuple[OutboundSNAT, ...] = field(default=())
+
+    @property
+    def transparent(self) -> bool:
+        """Some service keeps the client's address (TPROXY)."""
+        return any(s.transparent for s in self.services)
 
 
 def empty_site(preset_name: str = "pacs") -> Site:

@@ -5,6 +5,7 @@ A preset is part of the appliance, not of the site: a broken preset is a bug, re
 PresetError with the file, the field and the line, never blamed on the site file. It is read by
 the same engine as every other input (the PRESET table below).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,6 +42,7 @@ class ServiceDefaults:
     check_timeout_seconds: int
     rise: int
     fall: int
+    max_connections: int
     idle_timeout_minutes: int
 
 
@@ -63,20 +65,33 @@ def _from_defaults(key: str) -> Default:
     def compute(scope: Scope) -> object:
         defaults = scope.root.get("defaults") or {}
         if key not in defaults:
-            raise NoDefault(f"given neither here nor in the preset's defaults")
+            raise NoDefault("given neither here nor in the preset's defaults")
         return defaults[key]
+
     return Default(compute, "the preset's `defaults`")
 
 
 # Preset-only keys of a service, then the settings a site may override.
 SERVICE_OWN_FIELDS: tuple[Field, ...] = (
-    Field("summary", Text(what="one line of text"), "One line for 'lbctl status', the docs and the generated "
-          "configuration.", required=True),
-    Field("protocol", Choice(PROTOCOLS, "a protocol"), "Which protocol checks (dicom-echo, mssql, ldap) apply.",
-          required=True),
+    Field(
+        "summary",
+        Text(what="one line of text"),
+        "One line for 'lbctl status', the docs and the generated configuration.",
+        required=True,
+    ),
+    Field(
+        "protocol",
+        Choice(PROTOCOLS, "a protocol"),
+        "Which protocol checks (dicom-echo, mssql, ldap) apply.",
+        required=True,
+    ),
     Field("tls", Boolean(), "The protocol runs inside TLS (passed through; protocol checks use TLS).", required=True),
-    Field("balance", Choice(BALANCE_ALGORITHMS, "a balance algorithm"), "How new clients are spread.",
-          default=_from_defaults("balance")),
+    Field(
+        "balance",
+        Choice(BALANCE_ALGORITHMS, "a balance algorithm"),
+        "How new clients are spread.",
+        default=_from_defaults("balance"),
+    ),
 )
 PRESET_SETTINGS = tuple(dataclasses.replace(f, default=_from_defaults(f.key)) for f in SERVICE_SETTINGS)
 
@@ -91,21 +106,36 @@ def _check_applies(scope: Scope, at: Cursor) -> None:
 
 
 PRESET_SERVICE = Table(
-    SERVICE_OWN_FIELDS + PRESET_SETTINGS, title="Preset service (`services.<NAME>`)", checks=(_check_applies,),
-    build=lambda s: ServiceDefaults(name=str(s.key), **s.values))
+    SERVICE_OWN_FIELDS + PRESET_SETTINGS,
+    title="Preset service (`services.<NAME>`)",
+    checks=(_check_applies,),
+    build=lambda s: ServiceDefaults(name=str(s.key), **s.values),
+)
 PRESET_DEFAULTS = Table(
-    tuple(dataclasses.replace(f, required=False, default=None)
-          for f in SERVICE_OWN_FIELDS + SERVICE_SETTINGS if f.key in ("balance",) + SETTING_KEYS),
-    title="Preset `defaults`")
-PRESET = Table((
-    Field("preset", SERVICE_NAME, "The preset's name; must be the file's name.", required=True),
-    Field("title", Text(what="one line of text"), "What kind of site it is.", required=True),
-    Field("source", Text(what="one line of text", max_length=300), "Where its facts come from.", default=""),
-    Field("defaults", PRESET_DEFAULTS, "Settings every service below has unless it says otherwise.", default={}),
-    Field("services", MapOf(SERVICE_NAME, PRESET_SERVICE, empty="a preset has at least one service"),
-          "The virtual services, in the order lbctl lists them.", required=True),
-), build=lambda s: Preset(name=s["preset"], title=s["title"], source=s["source"],
-                          services=tuple(s["services"].values())))
+    tuple(
+        dataclasses.replace(f, required=False, default=None)
+        for f in SERVICE_OWN_FIELDS + SERVICE_SETTINGS
+        if f.key in ("balance",) + SETTING_KEYS
+    ),
+    title="Preset `defaults`",
+)
+PRESET = Table(
+    (
+        Field("preset", SERVICE_NAME, "The preset's name; must be the file's name.", required=True),
+        Field("title", Text(what="one line of text"), "What kind of site it is.", required=True),
+        Field("source", Text(what="one line of text", max_length=300), "Where its facts come from.", default=""),
+        Field("defaults", PRESET_DEFAULTS, "Settings every service below has unless it says otherwise.", default={}),
+        Field(
+            "services",
+            MapOf(SERVICE_NAME, PRESET_SERVICE, empty="a preset has at least one service"),
+            "The virtual services, in the order lbctl lists them.",
+            required=True,
+        ),
+    ),
+    build=lambda s: Preset(
+        name=s["preset"], title=s["title"], source=s["source"], services=tuple(s["services"].values())
+    ),
+)
 PRESET_KIND: InputKind[Preset] = InputKind("preset", "a service preset", PRESET)
 
 

@@ -4,18 +4,19 @@ real server), and the checks that compare values across them.
 The same rows drive `lbctl validate`, the model the renderer gets, and the key reference in
 docs/lbctl.md (`lbctl schema` prints it), so they cannot drift apart.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-from ..appliance import INTERFACES
+from ..appliance import INTERFACES, OWN_PORTS
 from ..inputs import INVALID, Cursor, Default, Field, InputKind, Invalid, ListOf, MapOf, Scope, Table, Type, describe
 from ..inputs.addresses import IPAddress, endpoint_text
-from ..inputs.types import LABEL, Address, AETitle, Choice, Integer
+from ..inputs.types import LABEL, Address, AETitle, Boolean, Choice, Integer
 from .fields import SERVICE_SETTINGS
 from .healthchecks import CHECKS, PING_DEADLINE_SECONDS
-from .model import Server, Service, Site
+from .model import OutboundSNAT, Server, Service, Site
 from .preset import Preset, PresetError, ServiceDefaults, available_presets, load_preset
 
 DEFAULT_CALLING_AE_TITLE = "LBAPPLIANCE"
@@ -41,15 +42,14 @@ class ServiceName(Type[str]):
     def parse(self, value: object, at: Cursor) -> str:
         preset: Preset | None = at.scope.get("preset") if at.scope else None
         if preset is None:
-            return INVALID  # type: ignore[no-any-return]  # the preset is wrong, and reported
+            return INVALID  # the preset is wrong, and reported
         if not isinstance(value, str) or preset.service(value) is None:
             raise Invalid(f"unknown service (the {preset.name} preset has {', '.join(preset.service_names)})")
         return value
 
 
 def given(at: Cursor, *below: str | int) -> bool:
-    """The file gives this value (rather than a default filling it in)."""
-    return at.path + below in at.report.doc.lines
+    return at.given(*below)
 
 
 def _preset_service(scope: Scope) -> ServiceDefaults:
@@ -64,31 +64,52 @@ def _from_preset(key: str) -> Default:
 
 # --- real server --------------------------------------------------------------------------------
 
+
 def _check_server_address(scope: Scope, at: Cursor) -> None:
     address: IPAddress | None = scope.get("address")
     service, site = scope.outer, scope.root
     if address is None or service is None:
         return
     snat = site.get("snat_address")
-    if address == service.get("vip") or address == snat:
-        at.problem(f"{address} is an address of the appliance itself (a VIP or the SNAT address)", "address")
-    elif snat is not None and address.version != snat.version:
-        at.problem(f"IPv{address.version} real server, but snat_address {snat} is IPv{snat.version}; "
-                   "connections to it leave from the SNAT address", "address")
+    if snat is not None and address.version != snat.version:
+        at.problem(
+            f"IPv{address.version} real server, but snat_address {snat} is IPv{snat.version}; "
+            "connections to it leave from the SNAT address",
+            "address",
+        )
 
 
-SERVER = Table((
-    Field("label", LABEL, "Name of the real server, unique in the service (e.g. Server1); "
-          "`lbctl server` and `lbctl status` use it.", required=True),
-    Field("address", Address(use="a real server"), "Address of the real server.", required=True),
-    Field("port", Integer(1, 65535), "Port of the real server.",
-          default=Default(lambda s: s.outer["port"], "the service's port")),
-    Field("weight", Integer(0, 256), "Share of new clients relative to the other servers; 0 takes none.", default=100),
-    Field("id", Integer(1, 2**31 - 1), "HAProxy server id, kept in persistence tables. Set it when reordering "
-          "servers must not move persistent clients.",
-          default=Default(lambda s: s.key + 1, "position in the list (1, 2, …)")),
-), title="Real server (`services.<NAME>.servers[N]`)", checks=(_check_server_address,),
-    build=lambda s: Server(**s.values), what="label, address, port, ...")
+SERVER = Table(
+    (
+        Field(
+            "label",
+            LABEL,
+            "Name of the real server, unique in the service (e.g. Server1); `lbctl server` and `lbctl status` use it.",
+            required=True,
+        ),
+        Field("address", Address(use="a real server"), "Address of the real server.", required=True),
+        Field(
+            "port",
+            Integer(1, 65535),
+            "Port of the real server.",
+            default=Default(lambda s: s.parent["port"], "the service's port"),
+        ),
+        Field(
+            "weight", Integer(0, 256), "Share of new clients relative to the other servers; 0 takes none.", default=100
+        ),
+        Field(
+            "id",
+            Integer(1, 2**31 - 1),
+            "HAProxy server id, kept in persistence tables. Set it when reordering "
+            "servers must not move persistent clients.",
+            default=Default(lambda s: s.index + 1, "position in the list (1, 2, …)"),
+        ),
+    ),
+    title="Real server (`services.<NAME>.servers[N]`)",
+    checks=(_check_server_address,),
+    build=lambda s: Server(**s.values),
+    what="label, address, port, ...",
+)
 
 
 def _check_servers(servers: list[Any], at: Cursor) -> None:
@@ -97,8 +118,11 @@ def _check_servers(servers: list[Any], at: Cursor) -> None:
     for index, server in enumerate(servers):
         if server is INVALID:
             continue
-        for what, key, value in (("label", "label", server.label), ("id", "id", server.id),
-                                 ("endpoint", "address", (server.address, server.port))):
+        for what, value in (
+            ("label", server.label),
+            ("id", server.id),
+            ("endpoint", (server.address, server.port)),
+        ):
             first = seen[what].setdefault(value, index)
             if first == index:
                 continue
@@ -113,6 +137,7 @@ def _check_servers(servers: list[Any], at: Cursor) -> None:
 
 # --- virtual service ----------------------------------------------------------------------------
 
+
 def _check_service(scope: Scope, at: Cursor) -> None:
     preset_service = _preset_service(scope)
     check = scope.get("check")
@@ -121,20 +146,27 @@ def _check_service(scope: Scope, at: Cursor) -> None:
     spec = CHECKS[check]
     if spec.applies_to is not None and preset_service.protocol not in spec.applies_to:
         usable = [c.name for c in CHECKS.values() if c.applies_to is None or preset_service.protocol in c.applies_to]
-        at.problem(f"{check} does not apply to a {preset_service.protocol.upper()} service "
-                   f"(choose {', '.join(usable)})", "check")
+        at.problem(
+            f"{check} does not apply to a {preset_service.protocol.upper()} service (choose {', '.join(usable)})",
+            "check",
+        )
     interval, timeout = scope.get("check_interval_seconds"), scope.get("check_timeout_seconds")
     if interval is not None and timeout is not None and timeout >= interval:
         key = "check_timeout_seconds" if given(at, "check_timeout_seconds") else "check_interval_seconds"
         at.problem(f"the check timeout ({timeout} s) must be shorter than the check interval ({interval} s)", key)
     if check == "ping" and interval is not None and interval <= PING_DEADLINE_SECONDS:
         # HAProxy kills an external check after 'inter'; the ping script may take its deadline.
-        at.problem(f"the ping check needs an interval above its {PING_DEADLINE_SECONDS} s deadline "
-                   f"(at least {PING_DEADLINE_SECONDS + 1})", "check_interval_seconds")
+        at.problem(
+            f"the ping check needs an interval above its {PING_DEADLINE_SECONDS} s deadline "
+            f"(at least {PING_DEADLINE_SECONDS + 1})",
+            "check_interval_seconds",
+        )
     if check == "dicom-echo":
         if not given(at, "called_ae_title"):
-            at.problem("missing: the dicom-echo check associates with the real servers' AE title, which only "
-                       "the site knows", "called_ae_title")
+            at.problem(
+                "missing: the dicom-echo check associates with the real servers' AE title, which only the site knows",
+                "called_ae_title",
+            )
     else:
         for key in ("called_ae_title", "calling_ae_title"):
             if given(at, key):
@@ -143,28 +175,63 @@ def _check_service(scope: Scope, at: Cursor) -> None:
 
 def _build_service(scope: Scope) -> Service:
     preset_service = _preset_service(scope)
-    return Service(name=str(scope.key), summary=preset_service.summary, protocol=preset_service.protocol,
-                   tls=preset_service.tls, balance=preset_service.balance,
-                   called_ae_title=scope.get("called_ae_title"), **{
-                       k: v for k, v in scope.values.items() if k != "called_ae_title"})
+    return Service(
+        name=str(scope.key),
+        summary=preset_service.summary,
+        protocol=preset_service.protocol,
+        tls=preset_service.tls,
+        balance=preset_service.balance,
+        called_ae_title=scope.get("called_ae_title"),
+        **{k: v for k, v in scope.values.items() if k != "called_ae_title"},
+    )
 
 
-SERVICE = Table((
-    Field("vip", Address(use="a VIP"), "Virtual service address the clients connect to.", required=True),
-    *(dataclasses.replace(f, default=_from_preset(f.key)) for f in SERVICE_SETTINGS[:1]),
-    Field("interface", Choice(INTERFACES, "an interface of the appliance"), "Network interface that carries the VIP.",
-          default=Default(lambda s: s.outer["interface"], "site `interface`")),
-    *(dataclasses.replace(f, default=_from_preset(f.key)) for f in SERVICE_SETTINGS[1:]),
-    Field("called_ae_title", AETitle(), "`dicom-echo` only, and required there: the real servers' AE title."),
-    Field("calling_ae_title", AETitle(), "`dicom-echo` only: the AE title the check associates as.",
-          default=DEFAULT_CALLING_AE_TITLE),
-    Field("servers", ListOf(SERVER, empty="a service needs at least one real server", item_kind="real servers",
-                            items_check=_check_servers),
-          "The real servers (at least one).", required=True),
-), title="Service (`services.<NAME>`)", checks=(_check_service,), build=_build_service, what="vip, servers, ...")
+SERVICE = Table(
+    (
+        Field("vip", Address(use="a VIP"), "Virtual service address the clients connect to.", required=True),
+        *(dataclasses.replace(f, default=_from_preset(f.key)) for f in SERVICE_SETTINGS[:1]),
+        Field(
+            "interface",
+            Choice(INTERFACES, "an interface of the appliance"),
+            "Network interface that carries the VIP.",
+            default=Default(lambda s: s.parent["interface"], "site `interface`"),
+        ),
+        *(dataclasses.replace(f, default=_from_preset(f.key)) for f in SERVICE_SETTINGS[1:]),
+        Field("called_ae_title", AETitle(), "`dicom-echo` only, and required there: the real servers' AE title."),
+        Field(
+            "calling_ae_title",
+            AETitle(),
+            "`dicom-echo` only: the AE title the check associates as.",
+            default=DEFAULT_CALLING_AE_TITLE,
+        ),
+        Field(
+            "transparent",
+            Boolean(),
+            "Source IP transparency (TPROXY, vendor guide 12.2): the real servers see the client's address "
+            "instead of the SNAT address. They must route their replies back through the appliance.",
+            default=False,
+        ),
+        Field(
+            "servers",
+            ListOf(
+                SERVER,
+                empty="a service needs at least one real server",
+                item_kind="real servers",
+                items_check=_check_servers,
+            ),
+            "The real servers (at least one).",
+            required=True,
+        ),
+    ),
+    title="Service (`services.<NAME>`)",
+    checks=(_check_service,),
+    build=_build_service,
+    what="vip, servers, ...",
+)
 
 
 # --- site ---------------------------------------------------------------------------------------
+
 
 def _check_addresses(scope: Scope, at: Cursor) -> None:
     """Across services: one VIP:port per service, one interface per address."""
@@ -178,37 +245,191 @@ def _check_addresses(scope: Scope, at: Cursor) -> None:
         endpoint = (service.vip, service.port)
         if endpoint in taken:
             key = "port" if given(at, "services", service.name, "port") else "vip"
-            at.problem(f"{endpoint_text(*endpoint)} is already the address of services.{taken[endpoint]}; "
-                       "each virtual service needs its own VIP:port", "services", service.name, key)
+            at.problem(
+                f"{endpoint_text(*endpoint)} is already the address of services.{taken[endpoint]}; "
+                "each virtual service needs its own VIP:port",
+                "services",
+                service.name,
+                key,
+            )
         taken.setdefault(endpoint, service.name)
         if service.vip in interface_of and interface_of[service.vip][0] != service.interface:
             other_iface, other = interface_of[service.vip]
-            at.problem(f"{service.vip} is on {other_iface} for {other}; one address can be on one interface only",
-                       "services", service.name, "interface")
+            at.problem(
+                f"{service.vip} is on {other_iface} for {other}; one address can be on one interface only",
+                "services",
+                service.name,
+                "interface",
+            )
         interface_of.setdefault(service.vip, (service.interface, f"services.{service.name}.vip"))
+
+
+def own_addresses(at: Cursor) -> set[IPAddress]:
+    """The appliance's own interface addresses, when the caller knows them (network.yaml)."""
+    return set(at.context.get("own_addresses", ()))
+
+
+def _check_self_loops(scope: Scope, at: Cursor) -> None:
+    """The appliance as its own real server, VIPs on its own ports or addresses (issue: one client
+    connection to a VIP that is also a real server loops until every connection slot is taken)."""
+    services: dict[str, Service] = scope.get("services") or {}
+    snat: IPAddress | None = scope.get("snat_address")
+    vips = {s.vip: s.name for s in services.values()}
+    own = own_addresses(at)
+    if snat is not None and snat in own:
+        at.problem(
+            f"{snat} is the appliance's own interface address (network.yaml); the SNAT address is an extra "
+            "address the appliance adds (on an HA pair a floating IP)",
+            "snat_address",
+        )
+    for service in services.values():
+        where = ("services", service.name)
+        if service.port in OWN_PORTS:
+            key = "port" if given(at, *where, "port") else "vip"
+            at.problem(
+                f"port {service.port} is the appliance's own ({OWN_PORTS[service.port]}); a virtual service "
+                "needs another port",
+                *where,
+                key,
+            )
+        if service.vip in own:
+            at.problem(
+                f"{service.vip} is the appliance's own interface address (network.yaml); a VIP is an extra "
+                "address the appliance adds",
+                *where,
+                "vip",
+            )
+        for index, server in enumerate(service.servers):
+            here = (*where, "servers", index, "address")
+            if server.address in vips:
+                at.problem(
+                    f"{server.address} is the VIP of services.{vips[server.address]}: the appliance would "
+                    "connect to itself",
+                    *here,
+                )
+            elif server.address == snat:
+                at.problem(f"{server.address} is the SNAT address: the appliance would connect to itself", *here)
+            elif server.address in own and server.port in OWN_PORTS:
+                at.problem(
+                    f"{endpoint_text(server.address, server.port)} is the appliance's own "
+                    f"{OWN_PORTS[server.port]} port, not a real server",
+                    *here,
+                )
 
 
 def _build_site(scope: Scope) -> Site:
     preset: Preset = scope["preset"]
     order = {name: n for n, name in enumerate(preset.service_names)}
     services = sorted(scope["services"].values(), key=lambda s: order[s.name])
-    return Site(preset=preset, snat_address=scope["snat_address"], interface=scope["interface"],
-                services=tuple(services))
+    return Site(
+        preset=preset,
+        snat_address=scope["snat_address"],
+        interface=scope["interface"],
+        services=tuple(services),
+        outbound_snat=scope["outbound_snat"],
+    )
 
 
-SITE = Table((
-    Field("preset", PresetName(), "The service preset the site uses: which services exist and their defaults.",
-          required=True),
-    Field("snat_address", Address(use="the SNAT address"),
-          "\"Set Source Address\": connections and health checks to the real servers leave from this "
-          "address. The appliance adds it to `interface` (a floating IP on an HA pair).", required=True),
-    Field("interface", Choice(INTERFACES, "an interface of the appliance"),
-          "Network interface that carries `snat_address` and, unless a service says otherwise, the VIPs.",
-          default="eth0"),
-    Field("services", MapOf(ServiceName(), SERVICE, empty="a site uses at least one service",
-                            what="service names to settings"),
-          "The virtual services the site uses, by preset name (see below). A site lists only the services it "
-          "uses, at least one.", required=True),
-), title="Site", checks=(_check_addresses,), build=_build_site, what="site keys (preset, snat_address, services, ...)")
+def _check_outbound_snat(scope: Scope, at: Cursor) -> None:
+    """An outbound rule leaves from an address of the appliance: the SNAT address or a VIP."""
+    rules: tuple[OutboundSNAT, ...] = scope.get("outbound_snat") or ()
+    snat = scope.get("snat_address")
+    services: dict[str, Service] = scope.get("services") or {}
+    ours = {snat} | {s.vip for s in services.values()}
+    for index, rule in enumerate(rules):
+        if snat is not None and rule.to not in ours:
+            at.problem(
+                f"{rule.to} is not an address of this site (the SNAT address or a VIP); outbound connections must "
+                "leave from an address the appliance holds",
+                "outbound_snat",
+                index,
+                "to",
+            )
+        for n, source in enumerate(rule.sources):
+            if source in ours:
+                at.problem(
+                    f"{source} is an address of the appliance, not a real server", "outbound_snat", index, "sources", n
+                )
+            elif rule.to.version != source.version:
+                at.problem(
+                    f"IPv{source.version} source, but it leaves from IPv{rule.to.version} {rule.to}",
+                    "outbound_snat",
+                    index,
+                    "sources",
+                    n,
+                )
+
+
+OUTBOUND_SNAT = Table(
+    (
+        Field(
+            "sources",
+            ListOf(
+                Address(use="a real server that sends out"), empty="list the real servers that send out", unique=True
+            ),
+            "Real servers whose outgoing connections leave through the appliance (iExport, iQuery). They must use "
+            "the appliance (on a pair, a floating IP) as their default gateway.",
+            required=True,
+        ),
+        Field(
+            "ports",
+            ListOf(Integer(1, 65535), empty="list the destination ports", unique=True),
+            "Destination TCP ports the rule applies to.",
+            default=(104, 11112),
+        ),
+        Field(
+            "to",
+            Address(use="an outbound source address"),
+            "The address those connections leave from.",
+            default=Default(lambda s: s.root["snat_address"], "the site's `snat_address`"),
+        ),
+    ),
+    title="Outbound SNAT (`outbound_snat[N]`)",
+    build=lambda s: OutboundSNAT(**s.values),
+    what="sources, ports, to",
+)
+
+
+SITE = Table(
+    (
+        Field(
+            "preset",
+            PresetName(),
+            "The service preset the site uses: which services exist and their defaults.",
+            required=True,
+        ),
+        Field(
+            "snat_address",
+            Address(use="the SNAT address"),
+            '"Set Source Address": connections and health checks to the real servers leave from this '
+            "address. The appliance adds it to `interface` (a floating IP on an HA pair).",
+            required=True,
+        ),
+        Field(
+            "interface",
+            Choice(INTERFACES, "an interface of the appliance"),
+            "Network interface that carries `snat_address` and, unless a service says otherwise, the VIPs.",
+            default="eth0",
+        ),
+        Field(
+            "services",
+            MapOf(ServiceName(), SERVICE, empty="a site uses at least one service", what="service names to settings"),
+            "The virtual services the site uses, by preset name (see below). A site lists only the services it "
+            "uses, at least one.",
+            required=True,
+        ),
+        Field(
+            "outbound_snat",
+            ListOf(OUTBOUND_SNAT, item_kind="outbound SNAT rules"),
+            "Outbound SNAT for real servers that send DICOM out (vendor guide 12.1): their connections to the "
+            "listed ports leave from an appliance address. Forwarding is enabled only for them.",
+            default=(),
+        ),
+    ),
+    title="Site",
+    checks=(_check_addresses, _check_self_loops, _check_outbound_snat),
+    build=_build_site,
+    what="site keys (preset, snat_address, services, ...)",
+)
 
 SITE_KIND: InputKind[Site] = InputKind("site", "a site file", SITE)

@@ -3,6 +3,7 @@
 Every test starts with none of the settings in its environment, so what the developer's shell
 exports (a local mirror, a pinned snapshot) cannot change what a test sees.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -2,6 +2,7 @@
 
 Errors must reach the user as one 'lbimage: error: ...' line and a non-zero exit, not a traceback.
 """
+
 from __future__ import annotations
 
 import sys
@@ -13,8 +14,6 @@ from click.testing import CliRunner, Result
 from builder import cli, mkosi, qemu
 from builder.cli import HYPERVISORS_HELP
 
-
-
 HYPERVISORS = ("vmware", "hyperv", "kvm", "xen", "nutanix")
 
 
@@ -25,8 +24,10 @@ def invoke(*args: str) -> Result:
 @pytest.fixture
 def no_mkosi(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Make sure a test can never start a real build: mkosi fails the test instead."""
+
     def refuse(*args: object, **kwargs: object) -> None:
         pytest.fail("the test reached mkosi")
+
     monkeypatch.setattr(mkosi, "run_mkosi", refuse)
     monkeypatch.setattr(mkosi, "mkosi_version", refuse)
     monkeypatch.setenv("LB_BUILD_DIR", str(tmp_path / "build"))
@@ -45,7 +46,7 @@ def test_help_lists_the_commands() -> None:
 def test_build_and_package_help_name_the_hypervisors(command: str) -> None:
     result = invoke(command, "--help")
     assert result.exit_code == 0
-    flat = " ".join(result.output.split())                   # click wraps the help text
+    flat = " ".join(result.output.split())  # click wraps the help text
     assert "(vmware,hyperv,kvm,xen,nutanix)" in flat and "--hypervisor" in flat
     assert all(hv in HYPERVISORS_HELP for hv in HYPERVISORS)
 
@@ -113,20 +114,26 @@ def test_kvm_probe(monkeypatch: pytest.MonkeyPatch, usable: bool, text: str) -> 
 
 
 @pytest.mark.parametrize("command", ["build", "boot"])
-def test_main_refuses_build_and_boot_without_root(monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str], command: str) -> None:
+def test_main_refuses_build_and_boot_without_root(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
     monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
     monkeypatch.setattr(sys, "argv", ["lbimage", command, "--help"])
     with pytest.raises(SystemExit) as exc:
         cli.main()
     assert exc.value.code == 1
-    assert capsys.readouterr().err == "lbimage: error: mkosi and QEMU need root here; run as root (e.g. 'sudo make image')\n"
+    assert (
+        capsys.readouterr().err
+        == "lbimage: error: mkosi and QEMU need root here; run as root (e.g. 'sudo make image')\n"
+    )
 
 
-@pytest.mark.parametrize("euid, argv", [(1000, ["lbimage", "verify", "--help"]), (1000, ["lbimage"]),
-                                        (0, ["lbimage", "build", "--help"])])
-def test_main_lets_the_rest_through(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                                    euid: int, argv: list[str]) -> None:
+@pytest.mark.parametrize(
+    "euid, argv", [(1000, ["lbimage", "verify", "--help"]), (1000, ["lbimage"]), (0, ["lbimage", "build", "--help"])]
+)
+def test_main_lets_the_rest_through(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], euid: int, argv: list[str]
+) -> None:
     """verify and the help need no root; root may build."""
     monkeypatch.setattr(cli.os, "geteuid", lambda: euid)
     monkeypatch.setattr(sys, "argv", argv)

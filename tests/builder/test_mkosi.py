@@ -4,6 +4,7 @@ record, and build()'s orchestration with mkosi replaced by a stand-in that write
 The digest decides whether a multi-minute build is skipped, so it must change with every input
 that shapes the image and with nothing else.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,13 +13,12 @@ import stat
 import struct
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from builder import mkosi, version
 from builder.mkosi import BuildError, BuiltImage
-
-
 
 SECTOR = 512
 MIB = 2**20
@@ -56,12 +56,13 @@ def digest() -> str:
 
 # --- inputs_digest ------------------------------------------------------------------------------
 
+
 def test_digest_is_stable_when_nothing_changes(tree: Path) -> None:
     before = digest()
-    (tree / "overlay/etc/lbappliance/motd").write_text("welcome\n")      # rewritten, same bytes
+    (tree / "overlay/etc/lbappliance/motd").write_text("welcome\n")  # rewritten, same bytes
     pycache = tree / "overlay/etc/lbappliance/__pycache__"
     pycache.mkdir()
-    (pycache / "x.cpython-311.pyc").write_bytes(b"\0compiled")           # not an input
+    (pycache / "x.cpython-311.pyc").write_bytes(b"\0compiled")  # not an input
     assert digest() == before
 
 
@@ -92,12 +93,15 @@ def test_digest_follows_new_files_renames_and_symlink_targets(tree: Path) -> Non
     assert len(seen) == 4
 
 
-@pytest.mark.parametrize("env, value", [
-    ("LB_MIRROR", "http://mirror.example/debian"),
-    ("LB_SECURITY_MIRROR", "http://mirror.example/debian-security"),
-    ("LB_SNAPSHOT", "20251120T000000Z"),
-    ("SOURCE_DATE_EPOCH", "1767225601"),
-])
+@pytest.mark.parametrize(
+    "env, value",
+    [
+        ("LB_MIRROR", "http://mirror.example/debian"),
+        ("LB_SECURITY_MIRROR", "http://mirror.example/debian-security"),
+        ("LB_SNAPSHOT", "20251120T000000Z"),
+        ("SOURCE_DATE_EPOCH", "1767225601"),
+    ],
+)
 def test_digest_follows_the_settings(tree: Path, monkeypatch: pytest.MonkeyPatch, env: str, value: str) -> None:
     before = digest()
     monkeypatch.setenv(env, value)
@@ -114,6 +118,7 @@ def test_digest_of_the_real_checkout_is_deterministic(monkeypatch: pytest.Monkey
 
 
 # --- apt sources ------------------------------------------------------------------------------
+
 
 def sources(build_dir: Path) -> str:
     """The deb822 sources mkosi will use, without comment lines."""
@@ -137,7 +142,7 @@ def test_sources_use_the_mirrors_and_trixie_suites(tmp_path: Path, monkeypatch: 
 
 def test_sources_with_a_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A snapshot's Release files are expired by design; apt must be told not to check."""
-    monkeypatch.setenv("LB_MIRROR", "http://mirror.example/debian")     # the snapshot wins
+    monkeypatch.setenv("LB_MIRROR", "http://mirror.example/debian")  # the snapshot wins
     monkeypatch.setenv("LB_SNAPSHOT", "20251120T000000Z")
     text = sources(tmp_path)
     assert "URIs: http://snapshot.debian.org/archive/debian/20251120T000000Z/\n" in text
@@ -155,6 +160,7 @@ def test_sources_refuse_an_invalid_mirror(tmp_path: Path, monkeypatch: pytest.Mo
 
 # --- extend_to_virtual_size ---------------------------------------------------------------------
 
+
 def make_gpt_disk(path: Path, size: int = 8 * MIB) -> Path:
     with path.open("wb") as f:
         f.truncate(size)
@@ -164,8 +170,10 @@ def make_gpt_disk(path: Path, size: int = 8 * MIB) -> Path:
 
 def partitions(path: Path) -> list[dict]:
     out = subprocess.run(["sfdisk", "--json", str(path)], capture_output=True, text=True, check=True).stdout
-    return [{k: p[k] for k in ("start", "size", "type", "uuid", "name")}
-            for p in json.loads(out)["partitiontable"]["partitions"]]
+    return [
+        {k: p[k] for k in ("start", "size", "type", "uuid", "name")}
+        for p in json.loads(out)["partitiontable"]["partitions"]
+    ]
 
 
 def gpt_header(path: Path, lba: int) -> tuple[bytes, int, int]:
@@ -206,10 +214,19 @@ def test_extend_refuses_to_shrink(tmp_path: Path) -> None:
 
 # --- BuiltImage ---------------------------------------------------------------------------------
 
-def built_image(**changes: object) -> BuiltImage:
-    fields = dict(version="0.1.0", raw="/b/x.raw", root_partition="/b/x.root.raw", uki="/b/x.efi",
-                  package_list="/b/x.manifest", virtual_size=20 * 2**30, inputs_digest="ab" * 32,
-                  built="2026-01-01T00:00:00Z", source_date_epoch=1767225600)
+
+def built_image(**changes: Any) -> BuiltImage:
+    fields: dict[str, Any] = dict(
+        version="0.1.0",
+        raw="/b/x.raw",
+        root_partition="/b/x.root.raw",
+        uki="/b/x.efi",
+        package_list="/b/x.manifest",
+        virtual_size=20 * 2**30,
+        inputs_digest="ab" * 32,
+        built="2026-01-01T00:00:00Z",
+        source_date_epoch=1767225600,
+    )
     return BuiltImage(**{**fields, **changes})
 
 
@@ -230,6 +247,7 @@ def test_a_missing_or_unusable_record_loads_as_none(tmp_path: Path, content: str
 
 # --- mkosi_version and run_mkosi ------------------------------------------------------------------
 
+
 def fake_mkosi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version_line: str) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -239,10 +257,10 @@ def fake_mkosi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version_line: st
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
 
 
-@pytest.mark.parametrize("line, expected", [("mkosi 25.3", (25, 3)), ("mkosi 24~devel", (24,)),
-                                            ("mkosi 26", (26,))])
-def test_mkosi_version_is_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str,
-                                 expected: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("line, expected", [("mkosi 25.3", (25, 3)), ("mkosi 24~devel", (24,)), ("mkosi 26", (26,))])
+def test_mkosi_version_is_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, expected: tuple[int, ...]
+) -> None:
     fake_mkosi(tmp_path, monkeypatch, line)
     assert mkosi.mkosi_version() == expected
 
@@ -254,7 +272,8 @@ def test_an_unreadable_mkosi_version_is_an_error(tmp_path: Path, monkeypatch: py
 
 
 def test_run_mkosi_logs_everything_shows_steps_and_reports_failure(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     log = tmp_path / "mkosi.log"
     script = "echo '‣ Building lbappliance'; echo 'apt noise'; echo '‣ Running finalize'; exit 3"
     with pytest.raises(BuildError) as exc:
@@ -264,7 +283,7 @@ def test_run_mkosi_logs_everything_shows_steps_and_reports_failure(
     err = capsys.readouterr().err
     progress_lines = [line for line in err.splitlines() if "s] ‣" in line]
     assert [line.split("] ", 1)[1] for line in progress_lines] == ["‣ Building lbappliance", "‣ Running finalize"]
-    assert "apt noise" in err                        # the tail is shown on failure
+    assert "apt noise" in err  # the tail is shown on failure
 
 
 def test_run_mkosi_success_is_quiet_apart_from_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -274,6 +293,7 @@ def test_run_mkosi_success_is_quiet_apart_from_steps(tmp_path: Path, capsys: pyt
 
 
 # --- build() with a stand-in for mkosi ----------------------------------------------------------
+
 
 @pytest.fixture
 def fake_build(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
@@ -311,24 +331,26 @@ def test_build_runs_mkosi_lays_out_the_disk_and_records_it(fake_build: list[list
     assert BuiltImage.load(tmp_path / "build/image.json") == built
 
 
-def test_build_uses_package_manager_tree_before_mkosi_25(fake_build: list[list[str]], tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_uses_package_manager_tree_before_mkosi_25(
+    fake_build: list[list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(mkosi, "mkosi_version", lambda: (24,))
     mkosi.build(virtual_size=64 * MIB)
     assert f"--package-manager-tree={tmp_path / 'build/pkgmngr'}:/" in fake_build[0]
 
 
-def test_build_is_skipped_when_inputs_are_unchanged(fake_build: list[list[str]], tree: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_is_skipped_when_inputs_are_unchanged(
+    fake_build: list[list[str]], tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = mkosi.build(virtual_size=64 * MIB)
     assert mkosi.build(virtual_size=64 * MIB) == first
     assert len(fake_build) == 1
-    mkosi.build(virtual_size=64 * MIB, force=True)                       # --force
+    mkosi.build(virtual_size=64 * MIB, force=True)  # --force
     assert len(fake_build) == 2
-    (tree / "overlay/etc/lbappliance/motd").write_text("changed\n")       # an input changed
+    (tree / "overlay/etc/lbappliance/motd").write_text("changed\n")  # an input changed
     mkosi.build(virtual_size=64 * MIB)
     assert len(fake_build) == 3
-    monkeypatch.setenv("LB_MIRROR", "http://mirror.example/debian")     # a setting changed
+    monkeypatch.setenv("LB_MIRROR", "http://mirror.example/debian")  # a setting changed
     mkosi.build(virtual_size=64 * MIB)
     assert len(fake_build) == 4
 

@@ -1,4 +1,5 @@
 """builder.progress: step titles, timings and nesting on stderr, also when a step fails."""
+
 from __future__ import annotations
 
 import pytest

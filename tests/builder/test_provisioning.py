@@ -3,6 +3,7 @@
 The appliance finds its config disk by the LBCONFIG label and reads one file per input, so both
 media are checked with the tools a guest would use (blkid, mtools, xorriso), not with this module.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,6 @@ import pytest
 from builder import provision
 from lbctl.boot.provision import INPUTS
 
-
 # xorriso honours SOURCE_DATE_EPOCH (and exits on a malformed one): keep the caller's out.
 
 NETWORK = "hostname: lb1\ninterfaces:\n  eth0: {address: 10.0.0.5/24}\n"
@@ -22,8 +22,9 @@ SITE = "services: []\n"
 
 
 def blkid(path: Path, tag: str) -> str:
-    return subprocess.run(["blkid", "-p", "-o", "value", "-s", tag, str(path)],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["blkid", "-p", "-o", "value", "-s", tag, str(path)], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_as_credentials_maps_every_key_to_its_credential_name() -> None:
@@ -47,14 +48,17 @@ def test_fat_config_disk(tmp_path: Path) -> None:
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
 
     def mtype(name: str) -> str:
-        return subprocess.run(["mtype", "-i", str(disk), f"::/{name}"], capture_output=True, text=True,
-                              check=True, env=env).stdout
+        return subprocess.run(
+            ["mtype", "-i", str(disk), f"::/{name}"], capture_output=True, text=True, check=True, env=env
+        ).stdout
+
     assert mtype("network.yaml") == NETWORK
     assert mtype("site.yaml") == SITE
-    listing = subprocess.run(["mdir", "-b", "-i", str(disk), "::/"], capture_output=True, text=True,
-                             check=True, env=env).stdout.split()
-    assert sorted(listing) == ["::/network.yaml", "::/site.yaml"]     # no leftovers, only the inputs
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.img"]   # the staging files are gone
+    listing = subprocess.run(
+        ["mdir", "-b", "-i", str(disk), "::/"], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
+    assert sorted(listing) == ["::/network.yaml", "::/site.yaml"]  # no leftovers, only the inputs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.img"]  # the staging files are gone
 
 
 def test_fat_config_disk_is_remade_not_appended(tmp_path: Path) -> None:
@@ -63,20 +67,25 @@ def test_fat_config_disk_is_remade_not_appended(tmp_path: Path) -> None:
     provision.make_config_disk({"network": NETWORK, "site": SITE}, disk)
     provision.make_config_disk({"network": "hostname: lb2\n"}, disk)
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
-    listing = subprocess.run(["mdir", "-b", "-i", str(disk), "::/"], capture_output=True, text=True,
-                             check=True, env=env).stdout.split()
+    listing = subprocess.run(
+        ["mdir", "-b", "-i", str(disk), "::/"], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
     assert listing == ["::/network.yaml"]
 
 
 def test_iso_config_disk(tmp_path: Path) -> None:
-    disk = provision.make_config_disk({"network": NETWORK, "admin-ssh-keys": "ssh-ed25519 AAAA x\n"},
-                                      tmp_path / "config.iso", fmt="iso")
+    disk = provision.make_config_disk(
+        {"network": NETWORK, "admin-ssh-keys": "ssh-ed25519 AAAA x\n"}, tmp_path / "config.iso", fmt="iso"
+    )
     assert blkid(disk, "LABEL") == "LBCONFIG" and blkid(disk, "TYPE") == "iso9660"
     for name, text in (("network.yaml", NETWORK), ("admin-ssh-keys", "ssh-ed25519 AAAA x\n")):
         out = tmp_path / f"out-{name}"
-        subprocess.run(["xorriso", "-indev", str(disk), "-osirrox", "on", "-extract", f"/{name}", str(out)],
-                       check=True, capture_output=True)
-        assert out.read_text() == text          # Rock Ridge keeps the full names ('.yaml', the dash)
+        subprocess.run(
+            ["xorriso", "-indev", str(disk), "-osirrox", "on", "-extract", f"/{name}", str(out)],
+            check=True,
+            capture_output=True,
+        )
+        assert out.read_text() == text  # Rock Ridge keeps the full names ('.yaml', the dash)
     toc = subprocess.run(["xorriso", "-indev", str(disk), "-toc"], capture_output=True, text=True, check=True)
     offers = next(line for line in (toc.stdout + toc.stderr).splitlines() if line.startswith("ISO offers"))
     assert "Rock_Ridge" in offers and "Joliet" in offers
@@ -86,8 +95,9 @@ def test_iso_config_disk_is_remade(tmp_path: Path) -> None:
     disk = tmp_path / "config.iso"
     provision.make_config_disk({"network": NETWORK}, disk, fmt="iso")
     provision.make_config_disk({"site": SITE}, disk, fmt="iso")
-    listing = subprocess.run(["xorriso", "-indev", str(disk), "-lsl", "/"], capture_output=True, text=True,
-                             check=True).stdout
+    listing = subprocess.run(
+        ["xorriso", "-indev", str(disk), "-lsl", "/"], capture_output=True, text=True, check=True
+    ).stdout
     assert "site.yaml" in listing and "network.yaml" not in listing
 
 
@@ -110,5 +120,5 @@ def test_make_ssh_key_makes_an_ed25519_pair_once(tmp_path: Path, name: str) -> N
     assert fingerprint.stdout.rstrip().endswith("lbimage-test (ED25519)")
     derived = subprocess.run(["ssh-keygen", "-y", "-f", str(key)], capture_output=True, text=True, check=True)
     assert public.startswith("ssh-ed25519 ") and public.split()[:2] == derived.stdout.split()[:2]
-    assert key.stat().st_mode & 0o077 == 0                       # ssh refuses a readable private key
-    assert provision.make_ssh_key(tmp_path / "keys", name) == (key, public)    # reused, not replaced
+    assert key.stat().st_mode & 0o077 == 0  # ssh refuses a readable private key
+    assert provision.make_ssh_key(tmp_path / "keys", name) == (key, public)  # reused, not replaced

@@ -4,14 +4,15 @@ credential transport, the console watcher, and the VM lifecycle with `sleep` sta
 These command lines are what make the boot tests emulate each hypervisor's device models; a wrong
 -device silently tests the wrong driver, so each one is checked here.
 """
+
 from __future__ import annotations
 
 import base64
 import re
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -30,7 +31,7 @@ def fake_ovmf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def make_vm(tmp_path: Path, **spec: object) -> VM:
     workdir = tmp_path / "vm"
     workdir.mkdir(exist_ok=True)
-    return VM(VMSpec(disk=tmp_path / "disk.raw", accel="tcg", **spec), workdir)   # type: ignore[arg-type]
+    return VM(VMSpec(disk=tmp_path / "disk.raw", accel="tcg", **spec), workdir)  # type: ignore[arg-type]
 
 
 def option(argv: list[str], name: str) -> list[str]:
@@ -44,19 +45,25 @@ def device_names(argv: list[str]) -> list[str]:
 
 # --- disks --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bus, devices", [
-    ("virtio", ["virtio-blk-pci"]),
-    ("virtio-scsi", ["virtio-scsi-pci", "scsi-hd"]),
-    ("pvscsi", ["pvscsi", "scsi-hd"]),
-    ("sata", ["ide-hd"]),
-    ("nvme", ["nvme"]),
-])
+
+@pytest.mark.parametrize(
+    "bus, devices",
+    [
+        ("virtio", ["virtio-blk-pci"]),
+        ("virtio-scsi", ["virtio-scsi-pci", "scsi-hd"]),
+        ("pvscsi", ["pvscsi", "scsi-hd"]),
+        ("sata", ["ide-hd"]),
+        ("nvme", ["nvme"]),
+    ],
+)
 def test_each_disk_bus_attaches_disk0_with_its_controller(tmp_path: Path, bus: str, devices: list[str]) -> None:
     argv = make_vm(tmp_path, disk_bus=bus, nics=[]).command()
     assert device_names(argv) == ["virtio-rng-pci", *devices]
     boot = [d for d in option(argv, "-device") if "drive=disk0" in d]
     assert len(boot) == 1 and boot[0].startswith(devices[-1] + ",") and "bootindex=1" in boot[0]
-    assert f"file={tmp_path / 'disk.raw'},format=raw,if=none,id=disk0,snapshot=on,cache=unsafe" in option(argv, "-drive")
+    assert f"file={tmp_path / 'disk.raw'},format=raw,if=none,id=disk0,snapshot=on,cache=unsafe" in option(
+        argv, "-drive"
+    )
 
 
 def test_an_unknown_disk_bus_is_refused(tmp_path: Path) -> None:
@@ -101,8 +108,10 @@ def test_no_cdrom_by_default(tmp_path: Path) -> None:
 
 # --- NICs -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("model, device", [("virtio", "virtio-net-pci"), ("vmxnet3", "vmxnet3"),
-                                           ("e1000e", "e1000e"), ("e1000", "e1000")])
+
+@pytest.mark.parametrize(
+    "model, device", [("virtio", "virtio-net-pci"), ("vmxnet3", "vmxnet3"), ("e1000e", "e1000e"), ("e1000", "e1000")]
+)
 def test_each_nic_model(tmp_path: Path, model: str, device: str) -> None:
     argv = make_vm(tmp_path, nics=[Nic(model=model)]).command()
     assert f"{device},netdev=net0,mac=52:54:00:1b:00:00,id=nic0" in option(argv, "-device")
@@ -115,8 +124,9 @@ def test_nics_get_netdevs_and_macs_in_order(tmp_path: Path) -> None:
     netdevs = option(argv, "-netdev")
     assert [n.split(",")[:2] for n in netdevs] == [["user", f"id=net{n}"] for n in range(4)]
     nic_devices = [d for d in option(argv, "-device") if "netdev=" in d]
-    assert [re.search(r"mac=([0-9a-f:]+)", d).group(1) for d in nic_devices] == [    # type: ignore[union-attr]
-        f"52:54:00:1b:00:0{n}" for n in range(4)]
+    assert [re.search(r"mac=([0-9a-f:]+)", d).group(1) for d in nic_devices] == [  # type: ignore[union-attr]
+        f"52:54:00:1b:00:0{n}" for n in range(4)
+    ]
     assert [d.split(",")[0] for d in nic_devices] == ["vmxnet3", "e1000e", "virtio-net-pci", "e1000"]
     assert all(f"netdev=net{n}," in d and d.endswith(f"id=nic{n}") for n, d in enumerate(nic_devices))
 
@@ -131,15 +141,20 @@ def test_user_nics_are_restricted_unless_they_carry_ssh(tmp_path: Path) -> None:
 
 def test_a_tap_backend(tmp_path: Path) -> None:
     argv = make_vm(tmp_path, nics=[Nic(backend="tap:tap0"), Nic(backend="tap:lb-eth1")]).command()
-    assert option(argv, "-netdev") == ["tap,id=net0,ifname=tap0,script=no,downscript=no",
-                                       "tap,id=net1,ifname=lb-eth1,script=no,downscript=no"]
+    assert option(argv, "-netdev") == [
+        "tap,id=net0,ifname=tap0,script=no,downscript=no",
+        "tap,id=net1,ifname=lb-eth1,script=no,downscript=no",
+    ]
 
 
-@pytest.mark.parametrize("nic, message", [
-    (Nic(backend="bridge"), r"nics\[1\]\.backend 'bridge'"),
-    (Nic(backend="tap0"), r"nics\[1\]\.backend 'tap0'"),
-    (Nic(model="rtl8139"), r"nics\[1\]\.model 'rtl8139'"),
-])
+@pytest.mark.parametrize(
+    "nic, message",
+    [
+        (Nic(backend="bridge"), r"nics\[1\]\.backend 'bridge'"),
+        (Nic(backend="tap0"), r"nics\[1\]\.backend 'tap0'"),
+        (Nic(model="rtl8139"), r"nics\[1\]\.model 'rtl8139'"),
+    ],
+)
 def test_a_bad_nic_is_refused_naming_it(tmp_path: Path, nic: Nic, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_vm(tmp_path, nics=[Nic(), nic]).command()
@@ -161,7 +176,7 @@ def test_fw_cfg_credentials_are_files(tmp_path: Path) -> None:
     vm = make_vm(tmp_path, credentials=CREDENTIALS)
     fw_cfg = option(vm.command(), "-fw_cfg")
     assert len(fw_cfg) == 2
-    for spec, (name, value) in zip(fw_cfg, CREDENTIALS.items()):
+    for spec, (name, value) in zip(fw_cfg, CREDENTIALS.items(), strict=True):
         match = re.fullmatch(rf"name=opt/io\.systemd\.credentials/{re.escape(name)},file=(.+)", spec)
         assert match, spec
         assert Path(match.group(1)).read_text() == value
@@ -169,7 +184,7 @@ def test_fw_cfg_credentials_are_files(tmp_path: Path) -> None:
 
 
 def test_smbios_credentials_decode_back(tmp_path: Path) -> None:
-    credentials = {**CREDENTIALS, "lb.site": "services:\n  - name: pacs, port 104\n"}   # a comma, too
+    credentials = {**CREDENTIALS, "lb.site": "services:\n  - name: pacs, port 104\n"}  # a comma, too
     argv = make_vm(tmp_path, credentials=credentials, credential_transport="smbios").command()
     decoded = {}
     for spec in option(argv, "-smbios"):
@@ -191,6 +206,7 @@ def test_an_unknown_credential_transport_is_refused(tmp_path: Path) -> None:
 
 
 # --- netns and acceleration ---------------------------------------------------------------------
+
 
 def test_netns_wraps_qemu_and_ssh(tmp_path: Path) -> None:
     vm = make_vm(tmp_path, netns="lbtest0")
@@ -236,8 +252,9 @@ def test_kvm_probe_without_dev_kvm_runs_nothing(monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.mark.parametrize("outcome, usable", [(33, True), (1, False), (0, False), ("timeout", False)])
-def test_kvm_probe_trusts_only_the_debug_exit(monkeypatch: pytest.MonkeyPatch, fresh_kvm_probe: None,
-                                              outcome: int | str, usable: bool) -> None:
+def test_kvm_probe_trusts_only_the_debug_exit(
+    monkeypatch: pytest.MonkeyPatch, fresh_kvm_probe: None, outcome: int | str, usable: bool
+) -> None:
     """Only the boot sector's isa-debug-exit code (33) proves the guest ran its FPU/SSE code."""
     monkeypatch.setattr(qemu.os, "access", lambda path, mode: True)
     monkeypatch.setattr(qemu.shutil, "which", lambda name: "/usr/bin/" + name)
@@ -247,13 +264,13 @@ def test_kvm_probe_trusts_only_the_debug_exit(monkeypatch: pytest.MonkeyPatch, f
         seen.append(argv)
         image = Path(next(a for a in argv if a.startswith("file=")).split(",")[0][5:]).read_bytes()
         assert len(image) == 512 and image.endswith(b"\x55\xaa")
-        if outcome == "timeout":
+        if not isinstance(outcome, int):
             raise subprocess.TimeoutExpired(argv, 20)
         return subprocess.CompletedProcess(argv, outcome, b"", b"")
 
     monkeypatch.setattr(qemu.subprocess, "run", run)
     assert qemu.kvm_usable() is usable
-    assert qemu.kvm_usable() is usable and len(seen) == 1            # cached: probed once
+    assert qemu.kvm_usable() is usable and len(seen) == 1  # cached: probed once
     assert seen[0][:5] == ["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host"]
 
 
@@ -263,6 +280,7 @@ def test_kvm_usable_answers_a_bool(fresh_kvm_probe: None) -> None:
 
 
 # --- console watching ---------------------------------------------------------------------------
+
 
 @pytest.fixture
 def console_vm(tmp_path: Path) -> Iterator[VM]:
@@ -280,6 +298,7 @@ def write_console(vm: VM, text: str, after: float = 0.0) -> None:
     def append() -> None:
         with vm.console_log.open("a") as f:
             f.write(text)
+
     if after:
         timer = threading.Timer(after, append)
         timer.start()
@@ -320,8 +339,9 @@ def test_a_kernel_panic_fails_fast(console_vm: VM) -> None:
 def test_qemu_exiting_is_a_boot_error(tmp_path: Path) -> None:
     vm = make_vm(tmp_path)
     vm.console_log.write_text("no READY here\n")
-    vm.proc = subprocess.Popen(["sh", "-c", "echo 'qemu: could not open disk' ; exit 1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    vm.proc = subprocess.Popen(
+        ["sh", "-c", "echo 'qemu: could not open disk' ; exit 1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     vm.proc.wait()
     with pytest.raises(BootError, match="QEMU exited with code 1") as exc:
         vm.wait_ready(timeout=30)
@@ -334,7 +354,7 @@ def test_timeout_is_a_boot_error(console_vm: VM) -> None:
     with pytest.raises(BootError, match=r"within 0 s"):
         console_vm.wait_ready(timeout=0.3)
     assert 0.3 <= qemu.time.monotonic() - started < 3
-    assert console_vm.proc is not None and console_vm.proc.poll() is None     # the VM is left to the caller
+    assert console_vm.proc is not None and console_vm.proc.poll() is None  # the VM is left to the caller
 
 
 def test_wait_for_any_pattern(console_vm: VM) -> None:
@@ -344,13 +364,19 @@ def test_wait_for_any_pattern(console_vm: VM) -> None:
 
 # --- lifecycle, with `sleep` standing in for QEMU -----------------------------------------------
 
+
 @pytest.fixture
 def sleeping_vm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[VM, list[dict]]:
     """A VM whose 'QEMU' is `sleep 30` and whose QMP calls are recorded."""
     vm = make_vm(tmp_path, nics=[Nic(), Nic(link_up=False), Nic(), Nic(link_up=False)])
     monkeypatch.setattr(vm, "command", lambda: ["sleep", "30"])
     sent: list[dict] = []
-    monkeypatch.setattr(vm, "qmp", lambda *commands: sent.extend(commands) or [])
+
+    def qmp(*commands: dict) -> list[dict]:
+        sent.extend(commands)
+        return []
+
+    monkeypatch.setattr(vm, "qmp", qmp)
     return vm, sent
 
 
@@ -359,7 +385,7 @@ def test_start_unplugs_link_down_nics_and_stop_kills(sleeping_vm: tuple[VM, list
     vm.console_log.write_text("left over from the previous boot: LBAPPLIANCE READY 0.0.1\n")
     with vm:
         assert vm.proc is not None and vm.proc.poll() is None
-        assert vm.console() == ""                          # a fresh log for this boot
+        assert vm.console() == ""  # a fresh log for this boot
         assert (vm.workdir / "vm-qemu.cmdline").read_text() == "sleep 30\n"
         assert sent == [{"execute": "set_link", "arguments": {"name": f"nic{n}", "up": False}} for n in (1, 3)]
     assert vm.proc.poll() is not None

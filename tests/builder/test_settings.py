@@ -3,6 +3,7 @@
 A wrong setting must stop the build with a message that names the variable, before mkosi runs
 for minutes and fails somewhere deep inside apt.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,33 +16,36 @@ from builder.cli import cli
 from builder.settings import SettingError
 
 
-
-
-@pytest.mark.parametrize("env, value", [
-    ("LB_MIRROR", "ftp://x"),
-    ("LB_MIRROR", "deb.debian.org/debian"),
-    ("LB_SECURITY_MIRROR", "http://has a space"),
-    ("LB_SNAPSHOT", "2025-11-20"),
-    ("LB_SNAPSHOT", "20251120"),
-    ("SOURCE_DATE_EPOCH", "abc"),
-    ("SOURCE_DATE_EPOCH", "-1"),
-])
-def test_an_invalid_value_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch, env: str,
-                                                         value: str) -> None:
+@pytest.mark.parametrize(
+    "env, value",
+    [
+        ("LB_MIRROR", "ftp://x"),
+        ("LB_MIRROR", "deb.debian.org/debian"),
+        ("LB_SECURITY_MIRROR", "http://has a space"),
+        ("LB_SNAPSHOT", "2025-11-20"),
+        ("LB_SNAPSHOT", "20251120"),
+        ("SOURCE_DATE_EPOCH", "abc"),
+        ("SOURCE_DATE_EPOCH", "-1"),
+    ],
+)
+def test_an_invalid_value_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch, env: str, value: str) -> None:
     monkeypatch.setenv(env, value)
     with pytest.raises(SettingError) as exc:
         settings.get(env)
     assert str(exc.value).startswith(f"{env}={value!r}: "), str(exc.value)
 
 
-@pytest.mark.parametrize("env, value", [
-    ("LB_MIRROR", "https://mirror.example.org/debian"),
-    ("LB_MIRROR", "file:///srv/mirror/debian"),
-    ("LB_SECURITY_MIRROR", "http://10.0.0.1:3142/debian-security"),
-    ("LB_SNAPSHOT", "20251120T000000Z"),
-    ("SOURCE_DATE_EPOCH", "1767225600"),
-    ("LB_CACHE_DIR", "/srv/cache"),
-])
+@pytest.mark.parametrize(
+    "env, value",
+    [
+        ("LB_MIRROR", "https://mirror.example.org/debian"),
+        ("LB_MIRROR", "file:///srv/mirror/debian"),
+        ("LB_SECURITY_MIRROR", "http://10.0.0.1:3142/debian-security"),
+        ("LB_SNAPSHOT", "20251120T000000Z"),
+        ("SOURCE_DATE_EPOCH", "1767225600"),
+        ("LB_CACHE_DIR", "/srv/cache"),
+    ],
+)
 def test_a_valid_value_is_returned_as_given(monkeypatch: pytest.MonkeyPatch, env: str, value: str) -> None:
     monkeypatch.setenv(env, value)
     assert settings.get(env) == value
@@ -62,8 +66,7 @@ def test_unset_or_empty_means_the_default(monkeypatch: pytest.MonkeyPatch, empty
     assert settings.get("SOURCE_DATE_EPOCH").isdigit()
 
 
-def test_source_date_epoch_falls_back_outside_a_git_checkout(monkeypatch: pytest.MonkeyPatch,
-                                                            tmp_path: Path) -> None:
+def test_source_date_epoch_falls_back_outside_a_git_checkout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A source tarball has no git history; the epoch must still be a valid fixed number."""
     monkeypatch.setattr(settings, "ROOT", tmp_path)
     assert settings.get("SOURCE_DATE_EPOCH") == "1767225600"
@@ -73,8 +76,10 @@ def test_mirrors_by_default_and_snapshot_overrides_them(monkeypatch: pytest.Monk
     monkeypatch.setenv("LB_MIRROR", "http://mirror.example/debian")
     assert settings.apt_mirrors() == ("http://mirror.example/debian", "http://deb.debian.org/debian-security")
     monkeypatch.setenv("LB_SNAPSHOT", "20251120T000000Z")
-    assert settings.apt_mirrors() == ("http://snapshot.debian.org/archive/debian/20251120T000000Z/",
-                                      "http://snapshot.debian.org/archive/debian-security/20251120T000000Z/")
+    assert settings.apt_mirrors() == (
+        "http://snapshot.debian.org/archive/debian/20251120T000000Z/",
+        "http://snapshot.debian.org/archive/debian-security/20251120T000000Z/",
+    )
 
 
 def test_lbimage_settings_lists_every_setting_with_its_help() -> None:

@@ -1,5 +1,6 @@
 """builder.templates, the one renderer: a typo in a template variable must fail the build rather
 than ship an empty field in an OVF or an apt source, and only XML-like outputs are escaped."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,11 +33,20 @@ def test_an_undefined_attribute_fails_too(tmp_path: Path) -> None:
 def test_write_renders_into_new_directories(tmp_path: Path) -> None:
     path = template(tmp_path, "x.conf.j2", "{% if on %}\nname={{ name }}\n{% endif %}\n")
     target = templates.write(path, tmp_path / "out/a/b/x.conf", on=True, name="lb1")
-    assert target.read_text() == "name=lb1\n"             # trim_blocks; the trailing newline kept
+    assert target.read_text() == "name=lb1\n"  # trim_blocks; the trailing newline kept
 
 
-@pytest.mark.parametrize("name, escaped", [("x.ovf.j2", True), ("x.xml.j2", True), ("x.xml", True),
-                                           ("x.sources.j2", False), ("x.ps1.j2", False), ("x.json.j2", False)])
+@pytest.mark.parametrize(
+    "name, escaped",
+    [
+        ("x.ovf.j2", True),
+        ("x.xml.j2", True),
+        ("x.xml", True),
+        ("x.sources.j2", False),
+        ("x.ps1.j2", False),
+        ("x.json.j2", False),
+    ],
+)
 def test_only_xml_and_ovf_are_escaped(tmp_path: Path, name: str, escaped: bool) -> None:
     path = template(tmp_path, name, "{{ text }}")
     out = templates.render(path, text="PACS <LB> & co")

@@ -6,14 +6,15 @@ user networking (SSH), eth1 on a TAP device in a network namespace where a real 
 (fw_cfg) with an SSH key, a network file and a site file. Further boots check the config-disk
 path (and that two instances differ), and that bad provisioning input fails with a reason.
 """
+
 from __future__ import annotations
 
 import json
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -21,7 +22,7 @@ from builder import provision, qemu
 from builder.netns import Namespace
 from tests.helpers import LOG_DIR, artifact, make_dicom_file, provisioned
 
-SEGMENT = "10.201.0"                 # the TAP segment between the namespace and the guest's eth1
+SEGMENT = "10.201.0"  # the TAP segment between the namespace and the guest's eth1
 HOST_SIDE, GUEST = f"{SEGMENT}.1", f"{SEGMENT}.2"
 VIP, SNAT = f"{SEGMENT}.10", f"{SEGMENT}.11"
 STORESCP_PORT = 11112
@@ -57,8 +58,12 @@ def segment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Namespac
     with Namespace("lbimg") as ns:
         ns.add_tap("tap0", f"{HOST_SIDE}/24")
         with (workdir / "storescp.log").open("w") as log:
-            scp = ns.popen(["/usr/bin/storescp", "-d", "-od", str(workdir / "received"), str(STORESCP_PORT)],
-                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            scp = ns.popen(
+                ["/usr/bin/storescp", "-d", "-od", str(workdir / "received"), str(STORESCP_PORT)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             yield ns, workdir
         finally:
@@ -69,9 +74,14 @@ def segment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Namespac
 @pytest.fixture(scope="module")
 def appliance(kvm_disk: Path, ssh_keypair: tuple[Path, str], segment: tuple[Namespace, Path]) -> Iterator[qemu.VM]:
     ns, workdir = segment
-    spec = qemu.VMSpec(disk=kvm_disk, disk_format="qcow2", disk_bus="virtio", netns=ns.name,
-                       nics=[qemu.Nic(ssh=True), qemu.Nic(backend="tap:tap0"), qemu.Nic(), qemu.Nic()],
-                       credentials=provisioned(ssh_keypair[1], network=NETWORK, site=SITE))
+    spec = qemu.VMSpec(
+        disk=kvm_disk,
+        disk_format="qcow2",
+        disk_bus="virtio",
+        netns=ns.name,
+        nics=[qemu.Nic(ssh=True), qemu.Nic(backend="tap:tap0"), qemu.Nic(), qemu.Nic()],
+        credentials=provisioned(ssh_keypair[1], network=NETWORK, site=SITE),
+    )
     vm = qemu.VM(spec, workdir / "vm", ssh_key=ssh_keypair[0], name="appliance")
     try:
         vm.start()
@@ -95,7 +105,7 @@ def test_ready_line_names_the_built_version(appliance: qemu.VM, manifest: dict) 
 
 def test_four_nics_named_eth0_to_eth3_in_adapter_order(appliance: qemu.VM) -> None:
     links = json.loads(guest(appliance, "ip -j link show"))
-    macs = {l["ifname"]: l["address"] for l in links if l["ifname"] != "lo"}
+    macs = {link["ifname"]: link["address"] for link in links if link["ifname"] != "lo"}
     # QEMU gives NIC n the MAC 52:54:00:1b:00:0n, in the order the hypervisor lists the adapters.
     assert macs == {f"eth{n}": f"52:54:00:1b:00:{n:02x}" for n in range(4)}
     drivers = guest(appliance, "for i in 0 1 2 3; do basename $(readlink /sys/class/net/eth$i/device/driver); done")
@@ -105,8 +115,14 @@ def test_four_nics_named_eth0_to_eth3_in_adapter_order(appliance: qemu.VM) -> No
 def test_appliance_software_is_installed_and_nothing_more(appliance: qemu.VM) -> None:
     assert "HAProxy version 3.0" in guest(appliance, "haproxy -v")
     assert "heartbeat" in guest(appliance, "systemctl cat heartbeat.service")
-    for command in ("nft --version", "echoscu --version", "ip -V", "sshd -V 2>&1",
-                    "python3 -c 'import yaml, jinja2, click'", "systemctl is-active systemd-timesyncd"):
+    for command in (
+        "nft --version",
+        "echoscu --version",
+        "ip -V",
+        "sshd -V 2>&1",
+        "python3 -c 'import yaml, jinja2, click'",
+        "systemctl is-active systemd-timesyncd",
+    ):
         appliance.ssh(command)
     # No documentation, man pages or translations.
     assert guest(appliance, "ls /usr/share/man /usr/share/info 2>/dev/null | wc -l").strip() == "0"
@@ -143,8 +159,9 @@ def test_provisioned_network_and_site_are_applied(appliance: qemu.VM) -> None:
     assert [s["name"] for s in status["services"]] == ["DICOM"]
 
 
-def test_dicom_object_stored_through_the_dicom_vip(appliance: qemu.VM, segment: tuple[Namespace, Path],
-                                                   tmp_path: Path) -> None:
+def test_dicom_object_stored_through_the_dicom_vip(
+    appliance: qemu.VM, segment: tuple[Namespace, Path], tmp_path: Path
+) -> None:
     ns, workdir = segment
     sop_uid = make_dicom_file(tmp_path / "object.dcm", size_bytes=256 * 1024)
     result = ns.run(["/usr/bin/storescu", "-aec", "ANY-SCP", VIP, "104", str(tmp_path / "object.dcm")], timeout=120)
@@ -157,33 +174,38 @@ def test_dicom_object_stored_through_the_dicom_vip(appliance: qemu.VM, segment: 
     assert f"Association Received: {GUEST}" not in log
 
 
-def test_second_instance_from_config_disk_has_its_own_identity(appliance: qemu.VM, kvm_disk: Path,
-                                                               ssh_keypair: tuple[Path, str], start_vm,
-                                                               tmp_path: Path) -> None:
+def test_second_instance_from_config_disk_has_its_own_identity(
+    appliance: qemu.VM, kvm_disk: Path, ssh_keypair: tuple[Path, str], start_vm, tmp_path: Path
+) -> None:
     """A second copy, provisioned from an LBCONFIG ISO on a CD-ROM drive instead of credentials,
     gets its own machine-id and SSH host keys: neither is shipped in the image."""
     config_iso = provision.make_config_disk(
-        {"admin-ssh-keys": ssh_keypair[1], "network": "hostname: lb-second\n"}, tmp_path / "lbconfig.iso", fmt="iso")
+        {"admin-ssh-keys": ssh_keypair[1], "network": "hostname: lb-second\n"}, tmp_path / "lbconfig.iso", fmt="iso"
+    )
     second = start_vm(qemu.VMSpec(disk=kvm_disk, disk_format="qcow2", cdrom=config_iso), name="second")
     assert guest(second, "hostname").strip() == "lb-second"
     identity = "cat /etc/machine-id; cat /var/lib/lbappliance/ssh/*.pub | cut -d' ' -f2"
     first_id, second_id = guest(appliance, identity).split(), guest(second, identity).split()
-    assert len(first_id) == len(second_id) == 3          # machine-id, ed25519 and ECDSA host keys
+    assert len(first_id) == len(second_id) == 3  # machine-id, ed25519 and ECDSA host keys
     assert not set(first_id) & set(second_id)
 
 
-def test_reboot_keeps_identity_configuration_and_vips(kvm_disk: Path, ssh_keypair: tuple[Path, str], start_vm,
-                                                      tmp_path: Path) -> None:
+def test_reboot_keeps_identity_configuration_and_vips(
+    kvm_disk: Path, ssh_keypair: tuple[Path, str], start_vm, tmp_path: Path
+) -> None:
     """The same disk booted again, its provisioning (a FAT config disk) still attached, re-applies
     nothing, keeps its machine-id and host keys, and puts the VIP and SNAT addresses back on eth1
     (their networkd drop-ins live under /run, which every boot starts empty)."""
-    disk = tmp_path / "disk.qcow2"      # a writable overlay on the artifact, kept across both boots
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(kvm_disk), "-F", "qcow2", str(disk)],
-                   check=True)
-    config_disk = provision.make_config_disk({"admin-ssh-keys": ssh_keypair[1], "network": NETWORK, "site": SITE},
-                                             tmp_path / "lbconfig.img")
-    spec = qemu.VMSpec(disk=disk, disk_format="qcow2", snapshot=False, nics=[qemu.Nic(ssh=True), qemu.Nic()],
-                       extra_disks=[config_disk])
+    disk = tmp_path / "disk.qcow2"  # a writable overlay on the artifact, kept across both boots
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(kvm_disk), "-F", "qcow2", str(disk)], check=True
+    )
+    config_disk = provision.make_config_disk(
+        {"admin-ssh-keys": ssh_keypair[1], "network": NETWORK, "site": SITE}, tmp_path / "lbconfig.img"
+    )
+    spec = qemu.VMSpec(
+        disk=disk, disk_format="qcow2", snapshot=False, nics=[qemu.Nic(ssh=True), qemu.Nic()], extra_disks=[config_disk]
+    )
     identity = "cat /etc/machine-id /var/lib/lbappliance/ssh/*.pub"
     first = start_vm(spec, name="first-boot")
     before = guest(first, identity)
@@ -198,16 +220,32 @@ def test_reboot_keeps_identity_configuration_and_vips(kvm_disk: Path, ssh_keypai
     assert status["healthy"] is True and [s["name"] for s in status["services"]] == ["DICOM"]
 
 
-@pytest.mark.parametrize("bad_input, transport, reason", [
-    ({"site": SITE.replace(VIP, "10.201.0.300")}, "fw_cfg", "services.DICOM.vip"),
-    ({"admin-ssh-keys": "ssh-ed25519 AAAAnotakey root@nowhere\n"}, "smbios",
-     "lb.admin.ssh-keys: line 1: not a valid OpenSSH public key"),
-], ids=["malformed-site-file", "bad-ssh-key-over-smbios"])
-def test_bad_provisioning_input_fails_with_its_reason(kvm_disk: Path, ssh_keypair: tuple[Path, str], start_vm,
-                                                     bad_input: dict, transport: str, reason: str) -> None:
+@pytest.mark.parametrize(
+    "bad_input, transport, reason",
+    [
+        ({"site": SITE.replace(VIP, "10.201.0.300")}, "fw_cfg", "services.DICOM.vip"),
+        (
+            {"admin-ssh-keys": "ssh-ed25519 AAAAnotakey root@nowhere\n"},
+            "smbios",
+            "lb.admin.ssh-keys: line 1: not a valid OpenSSH public key",
+        ),
+    ],
+    ids=["malformed-site-file", "bad-ssh-key-over-smbios"],
+)
+def test_bad_provisioning_input_fails_with_its_reason(
+    kvm_disk: Path, ssh_keypair: tuple[Path, str], start_vm, bad_input: dict, transport: str, reason: str
+) -> None:
     inputs = {"admin-ssh-keys": ssh_keypair[1], **bad_input}
-    vm = start_vm(qemu.VMSpec(disk=kvm_disk, disk_format="qcow2", credentials=provision.as_credentials(inputs),
-                              credential_transport=transport), name="bad", wait=False)
+    vm = start_vm(
+        qemu.VMSpec(
+            disk=kvm_disk,
+            disk_format="qcow2",
+            credentials=provision.as_credentials(inputs),
+            credential_transport=transport,
+        ),
+        name="bad",
+        wait=False,
+    )
     with pytest.raises(qemu.ApplianceFailed) as failure:
         vm.wait_ready(timeout=300)
     assert reason in failure.value.reason

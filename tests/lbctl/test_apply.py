@@ -1,5 +1,6 @@
 """apply, rollback and init without a running HAProxy (the netns suite covers reloads): the
 generation layout, the links, and that a failure changes nothing."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.config import generations as state
 from lbctl.appliance import Paths
+from lbctl.config import generations as state
 from tests.lbctl.lbctl_cli import run_lbctl
 from tests.lbctl.test_validate import BASE
 
@@ -31,13 +32,19 @@ def link(env: dict, name: str) -> str | None:
 def test_apply_without_haproxy_running_puts_the_generation_in_place(tmp_path: Path, lbctl_env: dict) -> None:
     result = run_lbctl("apply", str(write(tmp_path, "a.yaml", BASE)), env=lbctl_env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == ("applied generation 0001\n"
-                             "note: HAProxy is not running; it starts with this configuration\n")
+    assert result.stdout == (
+        "applied generation 0001\nnote: HAProxy is not running; it starts with this configuration\n"
+        "note: firewall ruleset checked, not loaded (not the appliance; LBCTL_FIREWALL=on loads it)\n"
+    )
     state_dir = Path(lbctl_env["LBCTL_STATE_DIR"])
     assert link(lbctl_env, "current") == "generations/0001" and link(lbctl_env, "last-good") is None
     generation = state_dir / "generations" / "0001"
     assert sorted(str(p.relative_to(generation)) for p in generation.rglob("*") if p.is_file()) == [
-        "haproxy.cfg", "networkd/10-lb-eth0.network.d/50-lbctl-vips.conf", "services.json", "site.yaml"]
+        "haproxy.cfg",
+        "networkd/10-lb-eth0.network.d/50-lbctl-vips.conf",
+        "services.json",
+        "site.yaml",
+    ]
     assert (generation / "site.yaml").read_text() == BASE
     assert (state_dir / "server-state").read_text() == "1\n"
     # The drop-ins went to LB_NETWORKD_DIR, not to the host's /run/systemd/network.
@@ -67,18 +74,21 @@ def test_haproxy_rejecting_the_configuration_changes_nothing(tmp_path: Path, lbc
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     result = run_lbctl("apply", str(write(tmp_path, "b.yaml", CHANGED)), env={**lbctl_env, "LBCTL_HAPROXY": str(fake)})
     assert result.returncode == 1
-    assert result.stderr == ("error: HAProxy rejects the generated configuration (haproxy -c):\n"
-                             "  [ALERT]    (1) : config : something is wrong\n")
+    assert result.stderr == (
+        "error: HAProxy rejects the generated configuration (haproxy -c):\n"
+        "  [ALERT]    (1) : config : something is wrong\n"
+    )
     assert link(lbctl_env, "current") == "generations/0001" and link(lbctl_env, "last-good") is None
     generations = Path(lbctl_env["LBCTL_STATE_DIR"]) / "generations"
-    assert sorted(p.name for p in generations.iterdir()) == ["0001"]          # no scratch left behind
+    assert sorted(p.name for p in generations.iterdir()) == ["0001"]  # no scratch left behind
     dropin = Path(lbctl_env["LB_NETWORKD_DIR"]) / "10-lb-eth0.network.d" / "50-lbctl-vips.conf"
     assert "Address=192.168.85.5/32" in dropin.read_text()
 
 
 def test_missing_haproxy_binary_is_an_error_not_a_traceback(tmp_path: Path, lbctl_env: dict) -> None:
-    result = run_lbctl("apply", str(write(tmp_path, "a.yaml", BASE)),
-                       env={**lbctl_env, "LBCTL_HAPROXY": "/nonexistent/haproxy"})
+    result = run_lbctl(
+        "apply", str(write(tmp_path, "a.yaml", BASE)), env={**lbctl_env, "LBCTL_HAPROXY": "/nonexistent/haproxy"}
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot run '/nonexistent/haproxy -c'")
     assert link(lbctl_env, "current") is None
@@ -87,7 +97,9 @@ def test_missing_haproxy_binary_is_an_error_not_a_traceback(tmp_path: Path, lbct
 def test_rollback_without_an_earlier_configuration(lbctl_env: dict) -> None:
     result = run_lbctl("rollback", env=lbctl_env)
     assert (result.returncode, result.stderr) == (
-        1, "error: there is no earlier configuration to roll back to (no last-good generation)\n")
+        1,
+        "error: there is no earlier configuration to roll back to (no last-good generation)\n",
+    )
 
 
 def test_init_puts_the_empty_site_in_place_once(tmp_path: Path, lbctl_env: dict) -> None:
@@ -108,25 +120,31 @@ def test_status_without_haproxy_is_unhealthy_and_says_why(lbctl_env: dict) -> No
     assert result.returncode == 1
     status = json.loads(result.stdout)
     assert status["healthy"] is False and status["haproxy"] == {"running": False}
-    assert status["problems"] == [f"HAProxy is not running (nothing answers on {lbctl_env['LBCTL_ADMIN_SOCKET']}: "
-                                  "No such file or directory)"]
+    assert status["problems"] == [
+        f"HAProxy is not running (nothing answers on {lbctl_env['LBCTL_ADMIN_SOCKET']}: No such file or directory)"
+    ]
     assert {"version", "healthy", "problems", "services"} <= set(status)
 
 
 def test_server_command_checks_service_and_label(tmp_path: Path, lbctl_env: dict) -> None:
     run_lbctl("apply", str(write(tmp_path, "a.yaml", BASE)), env=lbctl_env)
-    assert run_lbctl("server", "drain", "SQL", "Server1", env=lbctl_env).stderr == \
-        "error: SQL: no such virtual service (configured: DICOM)\n"
-    assert run_lbctl("server", "drain", "DICOM", "Server3", env=lbctl_env).stderr == \
-        "error: DICOM.Server3: no such real server (configured: Server1, Server2)\n"
+    assert (
+        run_lbctl("server", "drain", "SQL", "Server1", env=lbctl_env).stderr
+        == "error: SQL: no such virtual service (configured: DICOM)\n"
+    )
+    assert (
+        run_lbctl("server", "drain", "DICOM", "Server3", env=lbctl_env).stderr
+        == "error: DICOM.Server3: no such real server (configured: Server1, Server2)\n"
+    )
     result = run_lbctl("server", "drain", "DICOM", "Server1", env=lbctl_env)
     assert result.returncode == 1 and "HAProxy is not running" in result.stderr
-    assert run_lbctl("server", "pause", "DICOM", "Server1", env=lbctl_env).returncode == 2     # click usage
+    assert run_lbctl("server", "pause", "DICOM", "Server1", env=lbctl_env).returncode == 2  # click usage
 
 
 def test_old_generations_are_pruned(tmp_path: Path) -> None:
-    paths = Paths(state_dir=tmp_path, admin_socket=tmp_path / "a", master_socket=tmp_path / "m",
-                  os_release=tmp_path / "o")
+    paths = Paths(
+        state_dir=tmp_path, admin_socket=tmp_path / "a", master_socket=tmp_path / "m", os_release=tmp_path / "o"
+    )
     for _ in range(state.KEEP_GENERATIONS + 5):
         generation = state.commit_generation(paths, state.scratch_generation(paths))
     state.point(paths.current, generation)
@@ -137,8 +155,22 @@ def test_old_generations_are_pruned(tmp_path: Path) -> None:
     assert len(kept) == state.KEEP_GENERATIONS + 1 and kept[0] == first and kept[-1] == generation
 
 
-@pytest.mark.parametrize("command", ["validate", "render", "apply", "rollback", "init", "status", "server",
-                                     "schema", "preset", "generations", "version"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "validate",
+        "render",
+        "apply",
+        "rollback",
+        "init",
+        "status",
+        "server",
+        "schema",
+        "preset",
+        "generations",
+        "version",
+    ],
+)
 def test_every_command_has_help(command: str) -> None:
     result = run_lbctl(command, "--help")
     assert result.returncode == 0 and result.stdout.startswith("Usage: ")

@@ -1,55 +1,57 @@
 """The appliance under test: lbctl (the real CLI, in a subprocess) and HAProxy in the lab's
 appliance namespace, with lbctl's paths moved into a private directory by its environment
 variables, the way the appliance's own paths are set by default."""
+
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from builder import settings
 from lbctl.config import haproxy as runtime
+from tests.helpers import appliance_binary
 from tests.netns.netlab import Lab, Proc, wait_until
 
 TESTS = Path(__file__).resolve().parents[1]
 
 
-def appliance_haproxy() -> str | None:
-    """The appliance's own HAProxy (trixie's 3.0), made runnable here from the image build's
-    package cache by tests/lbctl/bundle-haproxy.sh; None without a build cache or patchelf."""
-    cache = settings.path("LB_CACHE_DIR") / "mkosi" / "debian~trixie~x86-64.cache"
-    out = Path("/var/tmp/lbctl-haproxy30")
-    if not (cache / "usr/sbin/haproxy").exists() or not shutil.which("patchelf"):
-        return None
-    built = out / "haproxy"
-    if not built.exists() or built.stat().st_mtime < (cache / "usr/sbin/haproxy").stat().st_mtime:
-        result = subprocess.run(["sh", str(TESTS / "lbctl" / "bundle-haproxy.sh"), str(cache), str(out)],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            return None
-    return str(built)
-
-
 # The HAProxy the suite runs (and lbctl checks with): LBCTL_TEST_HAPROXY_BIN if set, else the
 # appliance's own (3.0) once an image build has filled the package cache, else the host's (2.6
 # on Debian 12). `make test` builds the image first, so the suite runs what the appliance runs.
-HAPROXY = os.environ.get("LBCTL_TEST_HAPROXY_BIN") or appliance_haproxy() or "haproxy"
-HAPROXY_VERSION = subprocess.run([HAPROXY, "-v"], capture_output=True, text=True).stdout.split("version ")[-1].split()[0]
+HAPROXY = os.environ.get("LBCTL_TEST_HAPROXY_BIN") or appliance_binary("haproxy") or "haproxy"
+HAPROXY_VERSION = (
+    subprocess.run([HAPROXY, "-v"], capture_output=True, text=True).stdout.split("version ")[-1].split()[0]
+)
+
+
+def _state_root() -> Path:
+    # Traversable by HAProxy's user (it runs the generation's check-ping wrapper), as
+    # /var/lib/lbappliance/lbctl is on the appliance.
+    root = Path(tempfile.mkdtemp(prefix="lbt-", dir="/tmp"))
+    root.chmod(0o755)
+    return root
+
+
+NFT = os.environ.get("LBCTL_TEST_NFT_BIN") or appliance_binary("nft") or "nft"
 
 
 @dataclass
 class Appliance:
+    """`firewall=True`: lbctl runs inside the appliance namespace and loads its firewall there
+    (LBCTL_FIREWALL=on), with its data directory (firewall.yaml, cluster.yaml) below root."""
+
     lab: Lab
-    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lbt-", dir="/tmp")))
+    root: Path = field(default_factory=lambda: _state_root())
     haproxy: Proc | None = None
     sites_written: int = 0
+    firewall: bool = False
 
     # A short root: the master and admin sockets must fit in sun_path (108 bytes).
     @property
@@ -69,15 +71,36 @@ class Appliance:
         return self.root / "networkd"
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "LBCTL_HAPROXY": HAPROXY, "LBCTL_STATE_DIR": str(self.state_dir), "LBCTL_ADMIN_SOCKET": str(self.admin_socket),
-                "LBCTL_MASTER_SOCKET": str(self.master_socket), "LB_NETWORKD_DIR": str(self.networkd_dir),
-                "LBCTL_OS_RELEASE": "/nonexistent"}
+        return {
+            **os.environ,
+            "LBCTL_HAPROXY": HAPROXY,
+            "LBCTL_STATE_DIR": str(self.state_dir),
+            "LBCTL_ADMIN_SOCKET": str(self.admin_socket),
+            "LBCTL_MASTER_SOCKET": str(self.master_socket),
+            "LB_NETWORKD_DIR": str(self.networkd_dir),
+            "LBCTL_OS_RELEASE": "/nonexistent",
+            "LB_DATA_DIR": str(self.data_dir),
+            "LBCTL_NFT": NFT,
+            "LBCTL_FIREWALL": "on" if self.firewall else "off",
+        }
 
-    def lbctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "lbctl", *args], capture_output=True, text=True,
-                                env=self.env(), timeout=120)
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def lbctl(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        inside = ["ip", "netns", "exec", self.lab.ns("lb")] if self.firewall else []
+        result = subprocess.run(
+            [*inside, sys.executable, "-m", "lbctl", *args],
+            capture_output=True,
+            text=True,
+            env={**self.env(), **(env or {})},
+            timeout=120,
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"lbctl {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+            raise AssertionError(
+                f"lbctl {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+            )
         return result
 
     def write_site(self, site: dict | str) -> Path:
@@ -86,16 +109,20 @@ class Appliance:
         path.write_text(site if isinstance(site, str) else yaml.safe_dump(site, sort_keys=False))
         return path
 
-    def apply(self, site: dict | str, check: bool = True) -> subprocess.CompletedProcess:
-        result = self.lbctl("apply", str(self.write_site(site)), check=check)
-        self.lab.sync_addresses(self.networkd_dir)       # what networkd does on the appliance
+    def apply(self, site: dict | str, check: bool = True, remove: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        flags = [arg for name in remove for arg in ("--remove", name)]
+        result = self.lbctl("apply", *flags, str(self.write_site(site)), check=check)
+        self.lab.sync_addresses(self.networkd_dir)  # what networkd does on the appliance
         return result
 
     def start(self) -> None:
         """Start HAProxy as the appliance's unit does (haproxy -Ws ... -S master socket)."""
         config = self.state_dir / "current" / "haproxy.cfg"
-        self.haproxy = self.lab.spawn("lb", f"haproxy-{self.root.name}", [
-            HAPROXY, "-Ws", "-f", str(config), "-p", str(self.root / "haproxy.pid"), "-S", str(self.master_socket)])
+        self.haproxy = self.lab.spawn(
+            "lb",
+            f"haproxy-{self.root.name}",
+            [HAPROXY, "-Ws", "-f", str(config), "-p", str(self.root / "haproxy.pid"), "-S", str(self.master_socket)],
+        )
         wait_until(lambda: runtime.show_info(self.admin_socket), 10, "HAProxy's runtime API")
 
     def stop(self) -> None:
@@ -105,6 +132,13 @@ class Appliance:
 
     def close(self) -> None:
         self.stop()
+        if self.firewall:
+            # What the appliance's firewall left in the lab's namespace goes, and the lab routes again.
+            self.lab.exec("lb", [NFT, "delete", "table", "inet", "lbappliance"], check=False)
+            for family in ("-4", "-6"):
+                self.lab.exec("lb", ["ip", family, "rule", "del", "fwmark", "0x1", "lookup", "100"], check=False)
+                self.lab.exec("lb", ["ip", family, "route", "flush", "table", "100"], check=False)
+            self.lab.exec("lb", ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
         shutil.rmtree(self.root, ignore_errors=True)
 
     # --- observation ------------------------------------------------------------------------
@@ -123,15 +157,20 @@ class Appliance:
         raise AssertionError(f"{service}/{label} not in lbctl status")
 
     def wait_server_state(self, service: str, label: str, state: str, timeout: float = 15) -> dict:
-        return wait_until(lambda: (s := self.server(service, label))["state"] == state and s, timeout,
-                          f"{service}/{label} to be {state}")
+        return wait_until(
+            lambda: (s := self.server(service, label))["state"] == state and s,
+            timeout,
+            f"{service}/{label} to be {state}",
+        )
 
     def wait_check(self, service: str, label: str, state: str, check_status: str, timeout: float = 15) -> dict:
         """Until the server is in `state` and its last check result starts with `check_status`."""
+
         def reached() -> dict | None:
             server = self.server(service, label)
             ok = server["state"] == state and server["last_check"]["status"].startswith(check_status)
             return server if ok else None
+
         return wait_until(reached, timeout, f"{service}/{label} {state} after a {check_status} check")
 
     def table(self, service: str) -> dict[str, str]:

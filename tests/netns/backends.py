@@ -9,13 +9,14 @@
 Each server is told apart by what it answers (file lands in its directory, worklist patient
 '<Server>^Patient', TLS certificate CN, SQL @@SERVERNAME, LDAP naming context).
 """
+
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.netns.netlab import SERVER_ADDRESSES, Lab, Proc, VIP_DATA, VIP_DICOM, run
+from tests.netns.netlab import SERVER_ADDRESSES, VIP_DATA, VIP_DICOM, Lab, Proc, run
 
 PEERS = Path(__file__).parent / "peers"
 WORKLIST_AE = "WLSRV"
@@ -24,24 +25,71 @@ WORKLIST_AE = "WLSRV"
 @dataclass
 class Certificates:
     ca: Path
-    certs: dict[str, tuple[Path, Path]]     # server -> (cert, key)
+    certs: dict[str, tuple[Path, Path]]  # server -> (cert, key)
 
 
 def make_certificates(directory: Path) -> Certificates:
     """A test CA and one certificate per real server (CN=<server>), valid for the VIPs too."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key, ca = directory / "ca.key", directory / "ca.pem"
-    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
-         "-subj", "/CN=lbt test CA", "-days", "2"])
+    run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca),
+            "-subj",
+            "/CN=lbt test CA",
+            "-days",
+            "2",
+        ]
+    )
     certs = {}
     for server, address in SERVER_ADDRESSES.items():
         key, csr, cert = directory / f"{server}.key", directory / f"{server}.csr", directory / f"{server}.pem"
         ext = directory / f"{server}.ext"
         ext.write_text(f"subjectAltName=IP:{address},IP:{VIP_DICOM},IP:{VIP_DATA}\n")
-        run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-             "-subj", f"/CN={server}"])
-        run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
-             "-out", str(cert), "-days", "2", "-extfile", str(ext)])
+        run(
+            [
+                "openssl",
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(csr),
+                "-subj",
+                f"/CN={server}",
+            ]
+        )
+        run(
+            [
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                str(csr),
+                "-CA",
+                str(ca),
+                "-CAkey",
+                str(ca_key),
+                "-CAcreateserial",
+                "-out",
+                str(cert),
+                "-days",
+                "2",
+                "-extfile",
+                str(ext),
+            ]
+        )
         certs[server] = (cert, key)
     run(["chmod", "-R", "a+rX", str(directory)])
     return Certificates(ca=ca, certs=certs)
@@ -49,15 +97,15 @@ def make_certificates(directory: Path) -> Certificates:
 
 def write_worklist(directory: Path, server: str) -> None:
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     ae_dir = directory / WORKLIST_AE
     ae_dir.mkdir(parents=True, exist_ok=True)
-    (ae_dir / "lockfile").touch()           # wlmscpfs wants it in every AE title directory
+    (ae_dir / "lockfile").touch()  # wlmscpfs wants it in every AE title directory
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.31"
+    ds.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.31")
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.PatientName = f"{server.capitalize()}^Patient"
@@ -89,7 +137,7 @@ directory {dir}/db
 
 @dataclass
 class RealServer:
-    name: str                   # s1, s2
+    name: str  # s1, s2
     address: str
     root: Path
     procs: dict[str, Proc] = field(default_factory=dict)
@@ -110,37 +158,73 @@ class Backends:
         lab = self.lab
         if service == "dicom":
             s.dicom_dir.mkdir(parents=True, exist_ok=True)
-            proc = lab.spawn(server, f"{server}-storescp", ["/usr/bin/storescp", "-d", "-dhl", "--fork",
-                                                            "-od", str(s.dicom_dir), "104"])
+            proc = lab.spawn(
+                server,
+                f"{server}-storescp",
+                ["/usr/bin/storescp", "-d", "-dhl", "--fork", "-od", str(s.dicom_dir), "104"],
+            )
             port = 104
         elif service == "qrscp":
             proc = lab.spawn(server, f"{server}-qrscp", ["/usr/bin/storescp", "-dhl", "--fork", "--ignore", "107"])
             port = 107
         elif service == "worklist":
             write_worklist(s.root / "worklist", server)
-            proc = lab.spawn(server, f"{server}-wlmscpfs", ["/usr/bin/wlmscpfs", "-dhl", "-dfr", "-dfp",
-                                                            str(s.root / "worklist"), "8104"])
+            proc = lab.spawn(
+                server,
+                f"{server}-wlmscpfs",
+                ["/usr/bin/wlmscpfs", "-dhl", "-dfr", "-dfp", str(s.root / "worklist"), "8104"],
+            )
             port = 8104
         elif service == "tls":
             cert, key = self.certificates.certs[server]
-            proc = lab.spawn(server, f"{server}-s_server", ["openssl", "s_server", "-quiet", "-rev", "-accept", "2762",
-                                                            "-cert", str(cert), "-key", str(key)])
+            proc = lab.spawn(
+                server,
+                f"{server}-s_server",
+                ["openssl", "s_server", "-quiet", "-rev", "-accept", "2762", "-cert", str(cert), "-key", str(key)],
+            )
             port = 2762
         elif service == "sql":
-            proc = lab.spawn(server, f"{server}-tds", [sys.executable, str(PEERS / "tds_server.py"), "--port", "1433",
-                                                       "--name", server, "--log", str(s.root / "tds.log")])
+            proc = lab.spawn(
+                server,
+                f"{server}-tds",
+                [
+                    sys.executable,
+                    str(PEERS / "tds_server.py"),
+                    "--port",
+                    "1433",
+                    "--name",
+                    server,
+                    "--log",
+                    str(s.root / "tds.log"),
+                ],
+            )
             port = 1433
         elif service == "ldap":
             ldap_dir = s.root / "ldap"
             (ldap_dir / "db").mkdir(parents=True, exist_ok=True)
             cert, key = self.certificates.certs[server]
-            (ldap_dir / "slapd.conf").write_text(SLAPD_CONF.format(dir=ldap_dir, server=server, cert=cert, key=key,
-                                                                   ca=self.certificates.ca))
+            (ldap_dir / "slapd.conf").write_text(
+                SLAPD_CONF.format(dir=ldap_dir, server=server, cert=cert, key=key, ca=self.certificates.ca)
+            )
             run(["chown", "-R", "nobody:nogroup", str(ldap_dir)])
             # Unprivileged: slapd drops to nobody right after binding its (unprivileged) ports.
-            proc = lab.spawn(server, f"{server}-slapd", ["slapd", "-d", "256", "-u", "nobody", "-g", "nogroup",
-                                                         "-f", str(ldap_dir / "slapd.conf"),
-                                                         "-h", "ldap://0.0.0.0:3890/ ldaps://0.0.0.0:6360/"])
+            proc = lab.spawn(
+                server,
+                f"{server}-slapd",
+                [
+                    "slapd",
+                    "-d",
+                    "256",
+                    "-u",
+                    "nobody",
+                    "-g",
+                    "nogroup",
+                    "-f",
+                    str(ldap_dir / "slapd.conf"),
+                    "-h",
+                    "ldap://0.0.0.0:3890/ ldaps://0.0.0.0:6360/",
+                ],
+            )
             port = 3890
         else:
             raise ValueError(service)

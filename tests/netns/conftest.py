@@ -4,12 +4,13 @@ built once per session; every test gets its own appliance (state directory, HAPr
 Prerequisites missing on the machine fail the suite loudly (scripts/host-setup test installs
 them); they are never skipped.
 """
+
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -23,8 +24,12 @@ from tests.netns.sites import full_site
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     problems = missing_prerequisites()
     if problems:
-        pytest.fail("network-namespace tests cannot run: " + "; ".join(problems)
-                    + " (scripts/host-setup test installs the tools)", pytrace=False)
+        pytest.fail(
+            "network-namespace tests cannot run: "
+            + "; ".join(problems)
+            + " (scripts/host-setup test installs the tools)",
+            pytrace=False,
+        )
     lab = Lab(tmp_path_factory.mktemp("lab"))
     try:
         lab.build()
@@ -53,7 +58,7 @@ def appliance(lab: Lab) -> Iterator[Appliance]:
         yield appliance
     finally:
         appliance.close()
-        lab.sync_addresses(Path("/nonexistent"))      # drop this test's VIPs again
+        lab.sync_addresses(Path("/nonexistent"))  # drop this test's VIPs again
 
 
 @pytest.fixture
@@ -62,9 +67,19 @@ def running(appliance: Appliance, backends: Backends) -> Appliance:
     appliance.apply(full_site())
     appliance.start()
 
+    waiting: list[str] = []
+
     def all_checked_and_up() -> bool:
-        servers = [r for s in appliance.status()["services"] for r in s["servers"]]
-        return len(servers) == 18 and all(r["state"] == "UP" and r["last_check"]["status"] in ("L4OK", "L7OK", "PROCOK")
-                                          for r in servers)
-    wait_until(all_checked_and_up, 20, "every real server UP after a passed check")
+        rows = [(s["name"], r) for s in appliance.status()["services"] for r in s["servers"]]
+        waiting[:] = [
+            f"{name}/{r['label']} {r['state']} {r['last_check']['status']} {r['last_check']['detail']}"
+            for name, r in rows
+            if r["state"] != "UP" or r["last_check"]["status"] not in ("L4OK", "L6OK", "L7OK", "PROCOK")
+        ]
+        return len(rows) == 18 and not waiting
+
+    try:
+        wait_until(all_checked_and_up, 20, "every real server UP after a passed check")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; not yet: {'; '.join(waiting)}") from None
     return appliance

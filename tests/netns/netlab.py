@@ -14,6 +14,7 @@ unprivileged ping). Traffic never leaves these namespaces.
 Names start with 'lbt-' plus a per-run tag, so parallel runs do not collide. Everything started
 here is stopped, and every namespace deleted, by Lab.close() -- call it from a finally.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,9 +23,10 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 CLIENT_NET = "10.77.1"
 SERVER_NET = "10.77.2"
@@ -32,12 +34,23 @@ LB_CLIENT_SIDE = f"{CLIENT_NET}.2"
 LB_SERVER_SIDE = f"{SERVER_NET}.1"
 CLIENT_ADDRESSES = [f"{CLIENT_NET}.{n}" for n in range(10, 30)]
 SERVER_ADDRESSES = {"s1": f"{SERVER_NET}.11", "s2": f"{SERVER_NET}.12"}
-VIP_DICOM = f"{CLIENT_NET}.5"       # DICOM, DMWL, QRSCP and their secure variants (as the guide)
-VIP_DATA = f"{CLIENT_NET}.8"        # SQL, LDAP, LDAP-Secure
+VIP_DICOM = f"{CLIENT_NET}.5"  # DICOM, DMWL, QRSCP and their secure variants (as the guide)
+VIP_DATA = f"{CLIENT_NET}.8"  # SQL, LDAP, LDAP-Secure
 SNAT = f"{CLIENT_NET}.4"
 
-REQUIRED_COMMANDS = ("ip", "haproxy", "openssl", "slapd", "ldapsearch", "/usr/bin/storescp", "/usr/bin/storescu",
-                     "/usr/bin/findscu", "/usr/bin/echoscu", "/usr/bin/wlmscpfs", "ping")
+REQUIRED_COMMANDS = (
+    "ip",
+    "haproxy",
+    "openssl",
+    "slapd",
+    "ldapsearch",
+    "/usr/bin/storescp",
+    "/usr/bin/storescu",
+    "/usr/bin/findscu",
+    "/usr/bin/echoscu",
+    "/usr/bin/wlmscpfs",
+    "ping",
+)
 
 
 def missing_prerequisites() -> list[str]:
@@ -50,7 +63,9 @@ def missing_prerequisites() -> list[str]:
 def run(cmd: list[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
     if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
+        )
     return result
 
 
@@ -92,7 +107,7 @@ class Lab:
 
     # --- building ---------------------------------------------------------------------------
 
-    def build(self) -> "Lab":
+    def build(self) -> Lab:
         for role in ("cl", "lb", "s1", "s2"):
             run(["ip", "netns", "add", self.ns(role)])
             self.namespaces.append(self.ns(role))
@@ -103,8 +118,23 @@ class Lab:
         # appliance eth1: a bridge with one veth per real server
         self.ip("lb", "link", "add", "eth1", "type", "bridge")
         for server in ("s1", "s2"):
-            run(["ip", "link", "add", f"to-{server}", "netns", lb, "type", "veth", "peer", "name", "eth0",
-                 "netns", self.ns(server)])
+            run(
+                [
+                    "ip",
+                    "link",
+                    "add",
+                    f"to-{server}",
+                    "netns",
+                    lb,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
+                    self.ns(server),
+                ]
+            )
             self.ip("lb", "link", "set", f"to-{server}", "master", "eth1", "up")
             self.ip(server, "addr", "add", f"{SERVER_ADDRESSES[server]}/24", "dev", "eth0")
             self.ip(server, "link", "set", "eth0", "up")
@@ -140,17 +170,25 @@ class Lab:
         if user:
             prefix += ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
         with open(log, "ab") as out:
-            popen = subprocess.Popen(prefix + cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, start_new_session=True)
+            popen = subprocess.Popen(
+                prefix + cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
         return proc
 
     def wait_port(self, role: str, address: str, port: int, timeout: float = 10) -> None:
         """Until something listens on address:port in that namespace."""
+
         def listening() -> bool:
             out = self.exec(role, ["ss", "-Htln", f"sport = :{port}"], check=False).stdout
             return any(address in line or "*:" in line or "0.0.0.0:" in line for line in out.splitlines())
+
         wait_until(listening, timeout, f"a listener on {address}:{port} in {role}")
 
     # --- the appliance's addresses ----------------------------------------------------------
@@ -161,11 +199,15 @@ class Lab:
         wanted: dict[str, set[str]] = {}
         for dropin in networkd_dir.glob("10-lb-*.network.d/50-lbctl-vips.conf"):
             interface = dropin.parent.name.removeprefix("10-lb-").removesuffix(".network.d")
-            wanted[interface] = {line.split("=", 1)[1].strip() for line in dropin.read_text().splitlines()
-                                 if line.startswith("Address=")}
+            wanted[interface] = {
+                line.split("=", 1)[1].strip() for line in dropin.read_text().splitlines() if line.startswith("Address=")
+            }
         for interface in ("eth0", "eth1"):
-            present = {line.split()[3] for line in self.ip("lb", "-o", "-4", "addr", "show", "dev", interface).stdout.splitlines()
-                       if line.split()[3].endswith("/32")}
+            present = {
+                line.split()[3]
+                for line in self.ip("lb", "-o", "-4", "addr", "show", "dev", interface).stdout.splitlines()
+                if line.split()[3].endswith("/32")
+            }
             for address in wanted.get(interface, set()) - present:
                 self.ip("lb", "addr", "add", address, "dev", interface)
             for address in present - wanted.get(interface, set()):
@@ -191,7 +233,8 @@ class Lab:
         self.namespaces.clear()
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """The first true value `predicate` returns within `timeout` seconds; AssertionError naming `what`."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -199,8 +242,9 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
             value = predicate()
             if value:
                 return value
-        except Exception as exc:       # a predicate that cannot tell yet, e.g. a socket not there
+        except Exception as exc:  # a predicate that cannot tell yet, e.g. a socket not there
             last_error = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}"
-                         + (f" (last error: {last_error})" if last_error else ""))
+    raise AssertionError(
+        f"timed out after {timeout:g} s waiting for {what}" + (f" (last error: {last_error})" if last_error else "")
+    )

@@ -1,4 +1,5 @@
 """Site files of the netns suite: the whole pacs preset on the lab's addresses, fast checks."""
+
 from __future__ import annotations
 
 import copy
@@ -6,13 +7,19 @@ import copy
 from tests.netns.netlab import SERVER_ADDRESSES, SNAT, VIP_DATA, VIP_DICOM
 
 # Timeouts must stay below the interval; with one-second checks that means a 2 s interval.
-FAST_CHECKS = {"check_interval_seconds": 2, "check_timeout_seconds": 1, "rise": 1, "fall": 2}
-FAST_PING = {"check_interval_seconds": 3, "check_timeout_seconds": 1, "rise": 1, "fall": 1}
+# Connections per service: this machine lets no process hold more than 20 000 descriptors (hard
+# limit, not raisable here), and HAProxy needs about two per connection of the global budget
+# (the services' sum); the appliance's unit allows 262 144, for the preset's 9 x 2000.
+CONNECTIONS = {"max_connections": 800}
+FAST_CHECKS = {"check_interval_seconds": 2, "check_timeout_seconds": 1, "rise": 1, "fall": 2, **CONNECTIONS}
+FAST_PING = {"check_interval_seconds": 3, "check_timeout_seconds": 1, "rise": 1, "fall": 1, **CONNECTIONS}
 
 
-def servers(port: int | None = None) -> list[dict]:
-    entries = [{"label": "Server1", "address": SERVER_ADDRESSES["s1"]},
-               {"label": "Server2", "address": SERVER_ADDRESSES["s2"]}]
+def servers(port: int | None = None) -> list[dict[str, object]]:
+    entries: list[dict[str, object]] = [
+        {"label": "Server1", "address": SERVER_ADDRESSES["s1"]},
+        {"label": "Server2", "address": SERVER_ADDRESSES["s2"]},
+    ]
     if port is not None:
         for entry in entries:
             entry["port"] = port
@@ -25,8 +32,13 @@ FULL_SITE: dict = {
     "preset": "pacs",
     "snat_address": SNAT,
     "services": {
-        "DICOM": {"vip": VIP_DICOM, "check": "dicom-echo", "called_ae_title": "ANY-SCP", **FAST_CHECKS,
-                  "servers": servers()},
+        "DICOM": {
+            "vip": VIP_DICOM,
+            "check": "dicom-echo",
+            "called_ae_title": "ANY-SCP",
+            **FAST_CHECKS,
+            "servers": servers(),
+        },
         "DICOM-Secure": {"vip": VIP_DICOM, **FAST_CHECKS, "servers": servers()},
         "DMWL": {"vip": VIP_DICOM, **FAST_PING, "servers": servers()},
         "DMWL-Secure": {"vip": VIP_DICOM, **FAST_PING, "servers": servers()},

@@ -1,5 +1,6 @@
 """Changing the running appliance: reloads keep persistence, failures change nothing, rollback,
 server states, the first-boot empty configuration."""
+
 from __future__ import annotations
 
 import os
@@ -7,12 +8,12 @@ import sys
 
 import pytest
 
+from lbctl.config import haproxy as runtime
 from tests.netns.appliance import HAPROXY_VERSION, Appliance
 from tests.netns.backends import Backends
 from tests.netns.clients import sql_server_name, worklist_servers
-from tests.netns.sites import full_site
-from lbctl.config import haproxy as runtime
 from tests.netns.netlab import CLIENT_ADDRESSES, SERVER_ADDRESSES, VIP_DATA, VIP_DICOM, Lab, wait_until
+from tests.netns.sites import full_site
 
 
 def current_generation(appliance: Appliance) -> str:
@@ -23,9 +24,11 @@ def worker_pid(appliance: Appliance) -> int:
     return int(runtime.show_info(appliance.admin_socket)["Pid"])
 
 
-@pytest.mark.skipif(tuple(int(x) for x in HAPROXY_VERSION.split(".")[:2]) < (3, 0),
-                    reason=f"HAProxy {HAPROXY_VERSION} here does not hand stick tables to the new worker on a "
-                           "master-worker reload; the appliance's 3.0 does (run after an image build)")
+@pytest.mark.skipif(
+    tuple(int(x) for x in HAPROXY_VERSION.split(".")[:2]) < (3, 0),
+    reason=f"HAProxy {HAPROXY_VERSION} here does not hand stick tables to the new worker on a "
+    "master-worker reload; the appliance's 3.0 does (run after an image build)",
+)
 def test_reload_keeps_persistence_tables(running: Appliance, lab: Lab) -> None:
     sources = CLIENT_ADDRESSES[:8]
     before = worklist_servers(lab, VIP_DICOM, sources)
@@ -34,7 +37,7 @@ def test_reload_keeps_persistence_tables(running: Appliance, lab: Lab) -> None:
     pid = worker_pid(running)
 
     site = full_site()
-    site["services"]["QRSCP"]["persistence_minutes"] = 5        # any change makes a new generation
+    site["services"]["QRSCP"]["persistence_minutes"] = 5  # any change makes a new generation
     result = running.apply(site)
     assert "HAProxy reloaded seamlessly" in result.stdout, result.stdout
     assert worker_pid(running) != pid, "no new HAProxy worker: the reload did not happen"
@@ -47,8 +50,10 @@ def test_reload_keeps_persistence_tables(running: Appliance, lab: Lab) -> None:
         wait_until(arrived, 10, "the stick table handed to the new worker")
     except Exception:
         after = running.table("DMWL")
-        raise AssertionError(f"persistence entries were lost or changed by the reload: "
-                             f"{ {s: after.get(s) for s in sources} } != {wanted}") from None
+        raise AssertionError(
+            f"persistence entries were lost or changed by the reload: "
+            f"{ {s: after.get(s) for s in sources} } != {wanted}"
+        ) from None
     assert worklist_servers(lab, VIP_DICOM, sources) == before
 
 
@@ -67,8 +72,15 @@ def test_failed_reload_leaves_the_running_configuration(running: Appliance, lab:
     """A configuration HAProxy accepts (-c) but cannot start: its new port is taken. lbctl must
     notice, put the previous generation back, and HAProxy must keep serving the old one."""
     generation = current_generation(running)
-    blocker = lab.spawn("lb", "port-blocker", [sys.executable, "-c",
-                        f"import socket,time; s=socket.socket(); s.bind(('{VIP_DATA}', 11433)); s.listen(); time.sleep(600)"])
+    blocker = lab.spawn(
+        "lb",
+        "port-blocker",
+        [
+            sys.executable,
+            "-c",
+            f"import socket,time; s=socket.socket(); s.bind(('{VIP_DATA}', 11433)); s.listen(); time.sleep(600)",
+        ],
+    )
     lab.wait_port("lb", VIP_DATA, 11433)
     try:
         site = full_site()
@@ -85,14 +97,14 @@ def test_failed_reload_leaves_the_running_configuration(running: Appliance, lab:
     assert status["healthy"], status["problems"]
     sql = next(s for s in status["services"] if s["name"] == "SQL")
     assert sql["vip"] == f"{VIP_DATA}:1433"
-    assert sql_server_name(lab, VIP_DATA, 1433) in ("s1", "s2")      # still served on the old port
+    assert sql_server_name(lab, VIP_DATA, 1433) in ("s1", "s2")  # still served on the old port
 
 
 def test_rollback_restores_the_previous_configuration(running: Appliance, lab: Lab) -> None:
     first = current_generation(running)
     site = full_site()
     del site["services"]["SQL"]
-    running.apply(site)
+    running.apply(site, remove=("SQL",))
     assert "SQL" not in [s["name"] for s in running.status()["services"]]
     second = current_generation(running)
 
@@ -118,7 +130,7 @@ def test_drain_halt_online_and_states_survive_a_reload(running: Appliance, lab: 
     assert running.server("DMWL", "Server1")["state"] == "MAINT"
     site = full_site()
     site["services"]["QRSCP"]["persistence_minutes"] = 7
-    running.apply(site)                       # a reload: the halted server must stay halted
+    running.apply(site)  # a reload: the halted server must stay halted
     assert running.server("DMWL", "Server1")["state"] == "MAINT"
 
     running.lbctl("server", "online", "DMWL", "Server1")
@@ -130,11 +142,24 @@ def test_drain_halt_online_and_states_survive_a_reload(running: Appliance, lab: 
 
 def test_halt_closes_the_servers_connections(running: Appliance, lab: Lab) -> None:
     """halt = maintenance now: an open LDAP connection to the halted server is cut."""
-    holder = lab.spawn("cl", "ldap-holder", [sys.executable, "-c",
-                       f"import socket,time; s=socket.create_connection(('{VIP_DATA}', 3890)); time.sleep(60)"])
+    holder = lab.spawn(
+        "cl",
+        "ldap-holder",
+        [sys.executable, "-c", f"import socket,time; s=socket.create_connection(('{VIP_DATA}', 3890)); time.sleep(60)"],
+    )
     try:
-        busy = wait_until(lambda: next((s for s in running.status()["services"] if s["name"] == "LDAP"
-                                        and any(r["sessions"] for r in s["servers"])), None), 10, "an LDAP session")
+        busy = wait_until(
+            lambda: next(
+                (
+                    s
+                    for s in running.status()["services"]
+                    if s["name"] == "LDAP" and any(r["sessions"] for r in s["servers"])
+                ),
+                None,
+            ),
+            10,
+            "an LDAP session",
+        )
         label = next(r["label"] for r in busy["servers"] if r["sessions"])
         running.lbctl("server", "halt", "LDAP", label)
         wait_until(lambda: running.server("LDAP", label)["sessions"] == 0, 10, "the session to be closed")
@@ -179,4 +204,4 @@ def test_status_is_unhealthy_without_haproxy(appliance: Appliance) -> None:
     assert "configuration unchanged" in appliance.apply(full_site()).stdout
     site = full_site()
     del site["services"]["SQL"]
-    assert "HAProxy is not running; it starts with this configuration" in appliance.apply(site).stdout
+    assert "HAProxy is not running; it starts with this configuration" in appliance.apply(site, remove=("SQL",)).stdout

@@ -1,12 +1,13 @@
 """Source-IP persistence and health checks acting on traffic: clients stick, spread and move."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
+from tests.helpers import make_dicom_file
 from tests.netns.appliance import Appliance
 from tests.netns.backends import Backends
 from tests.netns.clients import dicom_client, sql_server_name, worklist_servers
-from tests.helpers import make_dicom_file
 from tests.netns.netlab import CLIENT_ADDRESSES, VIP_DATA, VIP_DICOM, Lab
 
 SERVER_OF = {"s1": "Server1", "s2": "Server2"}
@@ -34,16 +35,16 @@ def store_from(lab: Lab, source: str, directory: Path, backends: Backends) -> st
     """C-STORE of a new object from one client address; returns the real server it landed on."""
     file = directory / "obj.dcm"
     uid = make_dicom_file(file)
-    result = dicom_client(lab, "store", "--host", VIP_DICOM, "--port", "104", "--file", str(file),
-                          "--source", source)
+    result = dicom_client(lab, "store", "--host", VIP_DICOM, "--port", "104", "--file", str(file), "--source", source)
     assert result[0]["ok"], result
     holders = [name for name, s in backends.servers.items() if any(uid in p.name for p in s.dicom_dir.iterdir())]
     assert len(holders) == 1, holders
     return holders[0]
 
 
-def test_dead_real_server_is_marked_down_and_its_clients_move(running: Appliance, backends: Backends,
-                                                             lab: Lab, tmp_path: Path) -> None:
+def test_dead_real_server_is_marked_down_and_its_clients_move(
+    running: Appliance, backends: Backends, lab: Lab, tmp_path: Path
+) -> None:
     tmp_path.chmod(0o755)
     client = CLIENT_ADDRESSES[3]
     first = store_from(lab, client, tmp_path, backends)

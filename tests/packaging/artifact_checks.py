@@ -4,6 +4,7 @@ The DMTF schema catches malformed OVF, not wrong OVF: a dangling Parent or Resou
 validates fine. `ovf_problems` checks what an import depends on, against the hardware profile.
 The other readers parse the xl config and the PowerShell script field by field.
 """
+
 from __future__ import annotations
 
 import ast
@@ -23,9 +24,9 @@ NS = {
     "vssd": "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData",
     "vmw": "http://www.vmware.com/schema/ovf",
 }
-CONTROLLER_TYPES = {"5", "6", "20"}            # IDE, SCSI, SATA/NVMe ("other storage")
-OVF = "{%s}" % NS["ovf"]
-VMW = "{%s}" % NS["vmw"]
+CONTROLLER_TYPES = {"5", "6", "20"}  # IDE, SCSI, SATA/NVMe ("other storage")
+OVF = f"{{{NS['ovf']}}}"
+VMW = f"{{{NS['vmw']}}}"
 MF_LINE = re.compile(r"SHA256\(([^()]+)\)= ([0-9a-f]{64})")
 
 
@@ -62,8 +63,9 @@ def _text(item: etree._Element, field: str) -> str | None:
     return None if node is None else (node.text or "").strip()
 
 
-def ovf_problems(ovf: bytes, hardware: Hardware, connected: list[bool], file_sizes: dict[str, int],
-                 disk_virtual_size: int) -> list[str]:
+def ovf_problems(
+    ovf: bytes, hardware: Hardware, connected: list[bool], file_sizes: dict[str, int], disk_virtual_size: int
+) -> list[str]:
     """What is wrong with an OVF descriptor as an import of this hardware profile ([] if nothing).
 
     connected: the expected connect-at-power-on flag of each NIC, in order; file_sizes: the real
@@ -87,12 +89,14 @@ def ovf_problems(ovf: bytes, hardware: Hardware, connected: list[bool], file_siz
         if _ovf(d, "fileRef") not in files:
             problems.append(f"Disk {disk_id} refers to unknown file {_ovf(d, 'fileRef')!r}")
         units = _ovf(d, "capacityAllocationUnits", "byte")
-        capacity = int(_ovf(d, "capacity", "0"))
+        capacity = int(_ovf(d, "capacity", "0") or "0")
         if units != "byte":
             problems.append(f"Disk {disk_id}: capacityAllocationUnits {units!r}, expected byte")
         elif capacity != disk_virtual_size or capacity != hardware.disk_bytes:
-            problems.append(f"Disk {disk_id}: capacity {capacity} bytes; the disk file has {disk_virtual_size}, "
-                            f"the profile asks for {hardware.disk_bytes}")
+            problems.append(
+                f"Disk {disk_id}: capacity {capacity} bytes; the disk file has {disk_virtual_size}, "
+                f"the profile asks for {hardware.disk_bytes}"
+            )
     networks = {_ovf(n, "name") for n in root.findall("ovf:NetworkSection/ovf:Network", NS)}
     systems = root.findall("ovf:VirtualSystem", NS)
     if len(systems) != 1:
@@ -126,16 +130,22 @@ def ovf_problems(ovf: bytes, hardware: Hardware, connected: list[bool], file_siz
         if rtype == "3" and _text(item, "VirtualQuantity") != str(hardware.cpus):
             problems.append(f"CPU item: {_text(item, 'VirtualQuantity')} CPUs, profile says {hardware.cpus}")
         if rtype == "4" and (_text(item, "VirtualQuantity"), _text(item, "AllocationUnits")) != (
-                str(hardware.memory_mib), "byte * 2^20"):
-            problems.append(f"memory item: {_text(item, 'VirtualQuantity')} {_text(item, 'AllocationUnits')}, "
-                            f"profile says {hardware.memory_mib} byte * 2^20")
+            str(hardware.memory_mib),
+            "byte * 2^20",
+        ):
+            problems.append(
+                f"memory item: {_text(item, 'VirtualQuantity')} {_text(item, 'AllocationUnits')}, "
+                f"profile says {hardware.memory_mib} byte * 2^20"
+            )
         if rtype == "10" and _text(item, "Connection") not in networks:
             problems.append(f"NIC item {instance}: Connection {_text(item, 'Connection')!r} not in NetworkSection")
     flags = [_text(i, "AutomaticAllocation") for i in items if _text(i, "ResourceType") == "10"]
     if flags != ["true" if c else "false" for c in connected]:
         problems.append(f"NIC AutomaticAllocation {flags}, expected {['true' if c else 'false' for c in connected]}")
-    config = {c.get(VMW + "key"): c.get(VMW + "value")
-              for c in systems[0].findall("ovf:VirtualHardwareSection/vmw:Config", NS)}
+    config = {
+        c.get(VMW + "key"): c.get(VMW + "value")
+        for c in systems[0].findall("ovf:VirtualHardwareSection/vmw:Config", NS)
+    }
     if config.get("firmware") != "efi":
         problems.append(f"firmware is {config.get('firmware')!r}, not efi")
     if config.get("bootOptions.efiSecureBootEnabled") != "false":
@@ -147,8 +157,9 @@ def xl_config(text: str) -> dict[str, Any]:
     """Parse an xl.cfg: `key = value` with numbers, "strings" and [lists], # comments."""
     cleaned = "\n".join(_strip_comment(line) for line in text.splitlines())
     settings = {}
-    for match in re.finditer(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\[.*?\]|"[^"]*"|[^\s\n]+)', cleaned,
-                             re.MULTILINE | re.DOTALL):
+    for match in re.finditer(
+        r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\[.*?\]|"[^"]*"|[^\s\n]+)', cleaned, re.MULTILINE | re.DOTALL
+    ):
         settings[match.group(1)] = ast.literal_eval(match.group(2))
     return settings
 
@@ -215,7 +226,7 @@ def _powershell_tokens(arguments: str) -> list[str]:
                 tokens.append(current)
             current = ""
         elif char == "|" and depth == 0:
-            break                                   # the rest is another cmdlet
+            break  # the rest is another cmdlet
         else:
             current += char
     if current:

@@ -2,6 +2,7 @@
 
 - `packaged`: the real hypervisors/ profiles packaged from those into a dist/ once per session.
 """
+
 from __future__ import annotations
 
 import shutil

@@ -6,10 +6,10 @@
 - a minimal UKI: a PE file whose .initrd holds a zstd-compressed cpio with the hypervisors' guest
   modules, then a plain cpio, with padding between them, like mkosi's;
 """
+
 from __future__ import annotations
 
 import random
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -35,14 +35,14 @@ def make_raw(path: Path, size: int = 20 * GIB) -> Path:
         f.truncate(size)
     subprocess.run(["sfdisk", "--quiet", str(path)], input=GPT, text=True, check=True)
     rng = random.Random(20261125)
-    text = b"".join(b"lbappliance test data %08d\n" % n for n in range(40000))       # compressible
+    text = b"".join(b"lbappliance test data %08d\n" % n for n in range(40000))  # compressible
     writes = [
-        (1 * MIB, rng.randbytes(300_000)),                        # ESP area, not grain-aligned at the end
-        (9 * MIB + 1000, text[:200_000]),                         # starts inside one grain, spans four
-        (12 * MIB, bytes(256 * 1024)),                            # allocated, but all zeros
-        (40 * MIB + 65536 - 10, b"X" * 20),                       # straddles a 64 KiB grain boundary
-        (70 * MIB, rng.randbytes(64 * 1024)),                     # a third grain table
-        (7 * GIB + 12345, text[:70_000]),                         # far away: another table
+        (1 * MIB, rng.randbytes(300_000)),  # ESP area, not grain-aligned at the end
+        (9 * MIB + 1000, text[:200_000]),  # starts inside one grain, spans four
+        (12 * MIB, bytes(256 * 1024)),  # allocated, but all zeros
+        (40 * MIB + 65536 - 10, b"X" * 20),  # straddles a 64 KiB grain boundary
+        (70 * MIB, rng.randbytes(64 * 1024)),  # a third grain table
+        (7 * GIB + 12345, text[:70_000]),  # far away: another table
     ]
     with path.open("r+b") as f:
         for offset, data in writes:
@@ -56,9 +56,24 @@ def _cpio(entries: list[tuple[str, bytes]]) -> bytes:
     out = b""
     for n, (name, data) in enumerate([*entries, ("TRAILER!!!", b"")]):
         encoded = name.encode() + b"\0"
-        header = b"070701" + b"".join(b"%08X" % v for v in (
-            n + 1, 0o100644 if data or name != "TRAILER!!!" else 0, 0, 0, 1, 0, len(data), 0, 0, 0, 0,
-            len(encoded), 0))
+        header = b"070701" + b"".join(
+            b"%08X" % v
+            for v in (
+                n + 1,
+                0o100644 if data or name != "TRAILER!!!" else 0,
+                0,
+                0,
+                1,
+                0,
+                len(data),
+                0,
+                0,
+                0,
+                0,
+                len(encoded),
+                0,
+            )
+        )
         out += header + encoded
         out += bytes(-len(out) % 4) + data
         out += bytes(-len(out) % 4)
@@ -67,12 +82,13 @@ def _cpio(entries: list[tuple[str, bytes]]) -> bytes:
 
 def make_uki(path: Path, modules: list[str]) -> Path:
     """A PE image with .uname and .initrd sections, the initrd holding `modules` as mkosi would."""
-    module_files = [(f"usr/lib/modules/{KVER}/kernel/drivers/{m}.ko.xz", b"\xfd7zXZ fake " + m.encode())
-                    for m in modules]
-    main = subprocess.run(["zstd", "-q", "-c", "-3"], input=_cpio([("init", b"#!/bin/sh\n")]),
-                          capture_output=True, check=True).stdout
-    mods = subprocess.run(["zstd", "-q", "-c", "-1"], input=_cpio(module_files),
-                          capture_output=True, check=True).stdout
+    module_files = [
+        (f"usr/lib/modules/{KVER}/kernel/drivers/{m}.ko.xz", b"\xfd7zXZ fake " + m.encode()) for m in modules
+    ]
+    main = subprocess.run(
+        ["zstd", "-q", "-c", "-3"], input=_cpio([("init", b"#!/bin/sh\n")]), capture_output=True, check=True
+    ).stdout
+    mods = subprocess.run(["zstd", "-q", "-c", "-1"], input=_cpio(module_files), capture_output=True, check=True).stdout
     initrd = main + bytes(-len(main) % 4) + mods + bytes(-len(mods) % 4) + _cpio([("early_cpio", b"1\n")])
     sections = [(b".uname", KVER.encode()), (b".initrd", initrd)]
     pe_offset, header_size = 0x40, 0x400
@@ -94,8 +110,14 @@ def all_guest_modules() -> list[str]:
 
 
 def make_built(directory: Path, raw: Path, uki: Path, version: str = "0.0.1") -> BuiltImage:
-    return BuiltImage(version=version, raw=str(raw), root_partition=str(directory / "root.raw"), uki=str(uki),
-                      package_list=str(directory / "manifest"), virtual_size=raw.stat().st_size,
-                      inputs_digest="0" * 64, built="2026-11-25T12:00:00Z", source_date_epoch=1795600000)
-
-
+    return BuiltImage(
+        version=version,
+        raw=str(raw),
+        root_partition=str(directory / "root.raw"),
+        uki=str(uki),
+        package_list=str(directory / "manifest"),
+        virtual_size=raw.stat().st_size,
+        inputs_digest="0" * 64,
+        built="2026-11-25T12:00:00Z",
+        source_date_epoch=1795600000,
+    )

@@ -1,4 +1,5 @@
 """The hardware profile and the hypervisor profiles: loading, and the errors a wrong file gets."""
+
 from __future__ import annotations
 
 import re
@@ -59,29 +60,80 @@ def test_qcow2_is_converted_once_for_kvm_and_nutanix() -> None:
 
 # Each case: file, change, and what the message must say (file, field, reason).
 BROKEN = [
-    ("profile.yaml", lambda d: d["hardware"].update(cpus="two"), r"profile\.yaml: hardware\.cpus: must be a whole number from 1 to 64, not 'two' \(line 3\)"),
-    ("profile.yaml", lambda d: d["hardware"].update(cpus=True), r"hardware\.cpus: must be a whole number from 1 to 64, not true \(a true/false value\)"),
-    ("profile.yaml", lambda d: d["hardware"].update(memory_mib=100), r"hardware\.memory_mib: 100 is out of range \(256 to"),
+    (
+        "profile.yaml",
+        lambda d: d["hardware"].update(cpus="two"),
+        r"profile\.yaml: hardware\.cpus: must be a whole number from 1 to 64, not 'two' \(line 3\)",
+    ),
+    (
+        "profile.yaml",
+        lambda d: d["hardware"].update(cpus=True),
+        r"hardware\.cpus: must be a whole number from 1 to 64, not true \(a true/false value\)",
+    ),
+    (
+        "profile.yaml",
+        lambda d: d["hardware"].update(memory_mib=100),
+        r"hardware\.memory_mib: 100 is out of range \(256 to",
+    ),
     ("profile.yaml", lambda d: d["hardware"].pop("nics"), r"profile\.yaml: hardware\.nics: missing"),
-    ("profile.yaml", lambda d: d["hardware"].update(nic=4), r"profile\.yaml: hardware\.nic: unknown key \(expected one of cpus, memory_mib"),
-    ("profile.yaml", lambda d: d["hardware"].update(connected_at_power_on=["eth4"]),
-     r"hardware\.connected_at_power_on: eth4 does not exist; the profile has 4 NICs"),
-    ("profile.yaml", lambda d: d["product"].update(name="LB Appliance"), r"product\.name: 'LB Appliance' is not a lower-case"),
-    ("vmware.yaml", lambda d: d["disk"].update(format="vmdx"), r"vmware\.yaml: disk\.format: 'vmdx' is not a disk format \(expected one of vmdk"),
-    ("vmware.yaml", lambda d: d["disk"]["options"].update(compression_level=11),
-     r"vmware\.yaml: disk\.options\.compression_level: 11 is out of range \(1 to 9\) \(line \d+\)"),
-    ("hyperv.yaml", lambda d: d["disk"]["options"].update(cluster_size="1M"),
-     r"hyperv\.yaml: disk\.options: 'cluster_size' is not an option of vhdx"),
-    ("kvm.yaml", lambda d: d["boot_test"].update(disk_bus="floppy"),
-     r"kvm\.yaml: boot_test\.disk_bus: 'floppy' is not a QEMU disk bus"),
+    (
+        "profile.yaml",
+        lambda d: d["hardware"].update(nic=4),
+        r"profile\.yaml: hardware\.nic: unknown key \(expected one of cpus, memory_mib",
+    ),
+    (
+        "profile.yaml",
+        lambda d: d["hardware"].update(connected_at_power_on=["eth4"]),
+        r"hardware\.connected_at_power_on: eth4 does not exist; the profile has 4 NICs",
+    ),
+    (
+        "profile.yaml",
+        lambda d: d["product"].update(name="LB Appliance"),
+        r"product\.name: 'LB Appliance' is not a lower-case",
+    ),
+    (
+        "vmware.yaml",
+        lambda d: d["disk"].update(format="vmdx"),
+        r"vmware\.yaml: disk\.format: 'vmdx' is not a disk format \(expected one of vmdk",
+    ),
+    (
+        "vmware.yaml",
+        lambda d: d["disk"]["options"].update(compression_level=11),
+        r"vmware\.yaml: disk\.options\.compression_level: 11 is out of range \(1 to 9\) \(line \d+\)",
+    ),
+    (
+        "hyperv.yaml",
+        lambda d: d["disk"]["options"].update(cluster_size="1M"),
+        r"hyperv\.yaml: disk\.options: 'cluster_size' is not an option of vhdx",
+    ),
+    (
+        "kvm.yaml",
+        lambda d: d["boot_test"].update(disk_bus="floppy"),
+        r"kvm\.yaml: boot_test\.disk_bus: 'floppy' is not a QEMU disk bus",
+    ),
     ("kvm.yaml", lambda d: d.pop("nic_model"), r"kvm\.yaml: nic_model: missing"),
     ("kvm.yaml", lambda d: d.update(bundel="files"), r"kvm\.yaml: bundel: unknown key"),
     ("kvm.yaml", lambda d: d.update(bundle="tarball"), r"kvm\.yaml: bundle: 'tarball' is not a bundle kind"),
-    ("kvm.yaml", lambda d: d.update(descriptor="xen.cfg.j2"), r"kvm\.yaml: descriptor: xen\.cfg\.j2 must be named kvm\."),
-    ("kvm.yaml", lambda d: d.update(descriptor="kvm.yaml.j2"), r"kvm\.yaml: descriptor: .*kvm\.yaml\.j2 does not exist"),
-    ("xen.yaml", lambda d: d.update(connected_at_power_on=["eth0", "eth0"]), r"xen\.yaml: connected_at_power_on\[1\]: lists eth0 twice \(items 0 and 1\)"),
-    ("nutanix.yaml", lambda d: d["disk"]["options"].update(compression_type="zstd"),
-     r"nutanix\.yaml: disk\.options: .* differ from kvm\.yaml's .* for the same format qcow2"),
+    (
+        "kvm.yaml",
+        lambda d: d.update(descriptor="xen.cfg.j2"),
+        r"kvm\.yaml: descriptor: xen\.cfg\.j2 must be named kvm\.",
+    ),
+    (
+        "kvm.yaml",
+        lambda d: d.update(descriptor="kvm.yaml.j2"),
+        r"kvm\.yaml: descriptor: .*kvm\.yaml\.j2 does not exist",
+    ),
+    (
+        "xen.yaml",
+        lambda d: d.update(connected_at_power_on=["eth0", "eth0"]),
+        r"xen\.yaml: connected_at_power_on\[1\]: lists eth0 twice \(items 0 and 1\)",
+    ),
+    (
+        "nutanix.yaml",
+        lambda d: d["disk"]["options"].update(compression_type="zstd"),
+        r"nutanix\.yaml: disk\.options: .* differ from kvm\.yaml's .* for the same format qcow2",
+    ),
 ]
 
 
@@ -110,7 +162,8 @@ def test_a_sixth_hypervisor_is_two_files(profile_dir: Path) -> None:
         "title: Proxmox VE\ndescriptor: proxmox.sh.j2\nbundle: files\n"
         "disk: {format: qcow2, options: {compressed: true, compat: '1.1', compression_type: zlib}}\n"
         "disk_bus: scsi\nnic_model: virtio\n"
-        "boot_test: {disk_bus: virtio-scsi, nic_model: virtio, nic_driver: virtio_net}\n")
+        "boot_test: {disk_bus: virtio-scsi, nic_model: virtio, nic_driver: virtio_net}\n"
+    )
     (profile_dir / "proxmox.sh.j2").write_text("qm create 900 --cores {{ hardware.cpus }}\n")
     assert "proxmox" in known_hypervisors(profile_dir)
     profiles = load_profiles("all", profile_dir)

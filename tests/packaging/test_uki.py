@@ -1,19 +1,20 @@
 """Reading the UKI's initrd, and refusing to package for a platform whose disk driver is missing."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from tests.packaging.synthetic import KVER, all_guest_modules, make_built, make_uki
 
 from builder.mkosi import BuiltImage
 from builder.packaging import load_profiles, package, uki
+from tests.packaging.synthetic import KVER, all_guest_modules, make_built, make_uki
 
 
 def test_all_archives_of_the_initrd_are_read(synthetic_uki: Path) -> None:
     files = uki.initrd_files(uki.pe_sections(synthetic_uki.read_bytes())[".initrd"])
-    assert files[0] == "init"                          # first, zstd-compressed archive
-    assert files[-1] == "early_cpio"                   # last, plain archive after padding
+    assert files[0] == "init"  # first, zstd-compressed archive
+    assert files[-1] == "early_cpio"  # last, plain archive after padding
     assert uki.kernel_release(synthetic_uki) == KVER
 
 
@@ -36,4 +37,4 @@ def test_packaging_refuses_a_uki_without_a_platform_disk_driver(built: BuiltImag
         package(lacking, load_profiles("kvm,hyperv,xen"), tmp_path / "dist")
     assert "hv_storvsc (hyperv)" in str(err.value) and "xen-blkfront (xen)" in str(err.value)
     assert not (tmp_path / "dist").exists()
-    package(lacking, load_profiles("kvm"), tmp_path / "dist")     # KVM alone does not need them
+    package(lacking, load_profiles("kvm"), tmp_path / "dist")  # KVM alone does not need them

@@ -1,4 +1,5 @@
 """The streamOptimized VMDK writer, proven against the raw image by qemu-img and libvmdk."""
+
 from __future__ import annotations
 
 import os
@@ -45,12 +46,12 @@ def test_canonical_stream_layout(synthetic_raw: Path, stream: Path) -> None:
     layout = vmdk.read_layout(stream)
     assert layout.flags == 0x30001
     assert layout.capacity * 512 == synthetic_raw.stat().st_size
-    assert layout.header_gd_offset == vmdk.GD_AT_END               # the GD is only known at the end
+    assert layout.header_gd_offset == vmdk.GD_AT_END  # the GD is only known at the end
     assert layout.footer_gd_offset not in (None, vmdk.GD_AT_END)
     assert layout.markers[-3:] == ["GD", "FOOTER", "EOS"]
-    assert layout.markers.count("EOS") == 1 and layout.bytes_after_eos == 0   # qemu-img leaves 127 zero sectors
+    assert layout.markers.count("EOS") == 1 and layout.bytes_after_eos == 0  # qemu-img leaves 127 zero sectors
     assert set(layout.markers[:-3]) == {"GT"}
-    assert layout.grain_lbas == sorted(set(layout.grain_lbas))    # each grain once, in LBA order
+    assert layout.grain_lbas == sorted(set(layout.grain_lbas))  # each grain once, in LBA order
     assert layout.descriptor.startswith("# Disk DescriptorFile\n")
     assert 'createType="streamOptimized"' in layout.descriptor
     assert f'RW {layout.capacity} SPARSE "disk.vmdk"' in layout.descriptor
@@ -61,7 +62,7 @@ def test_zero_blocks_are_not_stored(synthetic_raw: Path, stream: Path) -> None:
     lbas = set(vmdk.read_layout(stream).grain_lbas)
     zero_grains = {(12 * 2**20 + n * vmdk.GRAIN_BYTES) // 512 for n in range(4)}
     assert not lbas & zero_grains
-    straddler = (40 * 2**20) // 512                                  # 20 bytes across a grain boundary
+    straddler = (40 * 2**20) // 512  # 20 bytes across a grain boundary
     assert {straddler, straddler + vmdk.GRAIN_SECTORS} <= lbas
 
 
@@ -90,7 +91,7 @@ def test_odd_sizes_are_refused(tmp_path: Path) -> None:
 
 def test_a_partial_last_grain_round_trips(tmp_path: Path) -> None:
     raw = tmp_path / "small.raw"
-    raw.write_bytes(os.urandom(3 * vmdk.GRAIN_BYTES + 4096))            # 3 grains and a bit
+    raw.write_bytes(os.urandom(3 * vmdk.GRAIN_BYTES + 4096))  # 3 grains and a bit
     target = tmp_path / "small.vmdk"
     vmdk.write_stream_optimized(raw, target)
     assert qemu_img("compare", "-f", "raw", "-F", "vmdk", str(raw), str(target)).returncode == 0
@@ -103,12 +104,12 @@ def test_allocation_map_skips_holes(tmp_path: Path) -> None:
         f.seek(5 * 2**20)
         f.write(b"a" * 10)
         f.seek(40 * 2**20 - 1)
-        f.write(b"b" * 2)                                              # crosses a 1 MiB boundary
+        f.write(b"b" * 2)  # crosses a 1 MiB boundary
     fd = os.open(path, os.O_RDONLY)
     try:
         extents = list(data_extents(fd, path.stat().st_size))
         blocks = list(data_blocks(fd, path.stat().st_size, 2**20))
     finally:
         os.close(fd)
-    assert sum(end - start for start, end in extents) < 2**20          # holes were not visited
+    assert sum(end - start for start, end in extents) < 2**20  # holes were not visited
     assert blocks == [5, 39, 40]

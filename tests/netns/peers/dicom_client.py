@@ -10,6 +10,7 @@ persistence keys on. Every mode prints one JSON document on stdout.
 
 (Holding hundreds of associations at once is echo_hold.py's job.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ import time
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, debug_logger  # noqa: F401  (debug_logger for manual runs)
-from pynetdicom.sop_class import ModalityWorklistInformationFind
+from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
 CALLING_AE = "LBT-CLIENT"
 

@@ -12,6 +12,7 @@ other end is real (dcmtk storescp), and it checks every PDU this client sends.
 
 Prints JSON: requested, established, seconds_until_all_open, echo_ok, failures (first 20).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,10 +57,14 @@ def element(group: int, elem: int, value: bytes) -> bytes:
 
 
 def c_echo_rq(message_id: int) -> bytes:
-    elements = (element(0, 0x0002, VERIFICATION) + element(0, 0x0100, struct.pack("<H", 0x0030))
-                + element(0, 0x0110, struct.pack("<H", message_id)) + element(0, 0x0800, struct.pack("<H", 0x0101)))
+    elements = (
+        element(0, 0x0002, VERIFICATION)
+        + element(0, 0x0100, struct.pack("<H", 0x0030))
+        + element(0, 0x0110, struct.pack("<H", message_id))
+        + element(0, 0x0800, struct.pack("<H", 0x0101))
+    )
     command = element(0, 0x0000, struct.pack("<I", len(elements))) + elements
-    pdv = struct.pack(">I", len(command) + 2) + bytes([PCID, 0x03]) + command   # command, last fragment
+    pdv = struct.pack(">I", len(command) + 2) + bytes([PCID, 0x03]) + command  # command, last fragment
     return pdu(0x04, pdv)
 
 
@@ -68,7 +73,7 @@ RELEASE_RQ = pdu(0x05, bytes(4))
 
 def accepted_verification(body: bytes) -> bool:
     """Whether an A-ASSOCIATE-AC accepted our one presentation context."""
-    offset = 68                                   # version, reserved, AE titles, reserved
+    offset = 68  # version, reserved, AE titles, reserved
     while offset + 4 <= len(body):
         kind, _, length = struct.unpack_from(">BBH", body, offset)
         if kind == 0x21:
@@ -82,14 +87,14 @@ def echo_status(body: bytes) -> int | None:
     offset, fields = 0, {}
     while offset + 6 <= len(body):
         length = struct.unpack_from(">I", body, offset)[0]
-        control, data = body[offset + 5], body[offset + 6:offset + 4 + length]
+        control, data = body[offset + 5], body[offset + 6 : offset + 4 + length]
         offset += 4 + length
         if not control & 0x01:
-            continue                               # a data set fragment: C-ECHO-RSP has none
+            continue  # a data set fragment: C-ECHO-RSP has none
         pos = 0
         while pos + 8 <= len(data):
             group, elem, size = struct.unpack_from("<HHI", data, pos)
-            value = data[pos + 8:pos + 8 + size]
+            value = data[pos + 8 : pos + 8 + size]
             pos += 8 + size
             if group == 0 and elem in (0x0100, 0x0900) and size == 2:
                 fields[elem] = struct.unpack("<H", value)[0]
@@ -101,11 +106,17 @@ class Association:
         self.index, self.source = index, source
         self.sock: socket.socket | None = None
         self.buffer = b""
-        self.state = "new"            # new, connecting, requested, open, echoing, releasing, released, failed
+        self.state = "new"  # new, connecting, requested, open, echoing, releasing, released, failed
         self.reason = ""
         self.echo_ok = False
         self.associate_seconds = 0.0
         self.started = 0.0
+
+    @property
+    def live(self) -> socket.socket:
+        """The open socket (the association's handlers run only while it is)."""
+        assert self.sock is not None, "the association's socket is closed"
+        return self.sock
 
     def fail(self, reason: str) -> None:
         self.state, self.reason = "failed", reason
@@ -120,8 +131,8 @@ class Association:
             kind, _, length = struct.unpack_from(">BBI", self.buffer)
             if len(self.buffer) < 6 + length:
                 break
-            found.append((kind, self.buffer[6:6 + length]))
-            self.buffer = self.buffer[6 + length:]
+            found.append((kind, self.buffer[6 : 6 + length]))
+            self.buffer = self.buffer[6 + length :]
         return found
 
 
@@ -141,43 +152,43 @@ def run(args: argparse.Namespace) -> dict:
         sel.register(a.sock, selectors.EVENT_WRITE, a)
 
     def on_writable(a: Association) -> None:
-        error = a.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        error = a.live.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if error:
-            sel.unregister(a.sock)
+            sel.unregister(a.live)
             a.fail(f"connect: {errno.errorcode.get(error, error)}")
             return
-        a.sock.sendall(associate_rq(args.aec, args.aet))
+        a.live.sendall(associate_rq(args.aec, args.aet))
         a.state = "requested"
-        sel.modify(a.sock, selectors.EVENT_READ, a)
+        sel.modify(a.live, selectors.EVENT_READ, a)
 
     def on_readable(a: Association) -> None:
         try:
-            data = a.sock.recv(65536)
+            data = a.live.recv(65536)
         except OSError as exc:
             data, a.reason = b"", str(exc)
         if not data:
-            sel.unregister(a.sock)
+            sel.unregister(a.live)
             a.fail(a.reason or f"connection closed while {a.state}")
             return
         for kind, body in a.pdus(data):
             if kind == 0x02 and a.state == "requested":
                 if not accepted_verification(body):
-                    sel.unregister(a.sock)
+                    sel.unregister(a.live)
                     a.fail("Verification presentation context not accepted")
                     return
                 a.state, a.associate_seconds = "open", time.monotonic() - a.started
             elif kind == 0x04 and a.state == "echoing":
                 a.echo_ok = echo_status(body) == 0x0000
-                a.sock.sendall(RELEASE_RQ)
+                a.live.sendall(RELEASE_RQ)
                 a.state = "releasing"
             elif kind == 0x06 and a.state == "releasing":
-                sel.unregister(a.sock)
-                a.sock.close()
+                sel.unregister(a.live)
+                a.live.close()
                 a.sock, a.state = None, "released"
                 return
             else:
                 names = {0x03: "A-ASSOCIATE-RJ", 0x07: "A-ABORT"}
-                sel.unregister(a.sock)
+                sel.unregister(a.live)
                 a.fail(f"{names.get(kind, f'PDU type {kind:#x}')} while {a.state}")
                 return
 
@@ -200,26 +211,34 @@ def run(args: argparse.Namespace) -> dict:
     for a in assocs:
         if a.state not in ("open", "failed"):
             if a.sock:
-                sel.unregister(a.sock)
+                sel.unregister(a.live)
             a.fail(f"not open after {args.timeout:.0f} s (was {a.state})")
     held = sum(1 for a in assocs if a.state == "open")
-    if args.status_file:                            # tell the caller: all are open now, look at HAProxy
+    if args.status_file:  # tell the caller: all are open now, look at HAProxy
         with open(args.status_file, "w") as f:
             json.dump({"held": held}, f)
     time.sleep(args.hold)
     for n, a in enumerate(assocs):
         if a.state == "open":
-            a.sock.sendall(c_echo_rq(n + 1))
+            a.live.sendall(c_echo_rq(n + 1))
             a.state = "echoing"
     pump(lambda: all(a.state in ("released", "failed") for a in assocs), time.monotonic() + args.timeout)
     for a in assocs:
         if a.state not in ("released", "failed"):
             a.fail(f"no answer within {args.timeout:.0f} s (was {a.state})")
-    failures = [{"source": a.source, "reason": a.reason or "C-ECHO status not Success"}
-                for a in assocs if not (a.state == "released" and a.echo_ok)]
-    return {"requested": total, "established": held, "seconds_until_all_open": all_open_seconds,
-            "median_associate_seconds": sorted(a.associate_seconds for a in assocs)[total // 2],
-            "echo_ok": sum(1 for a in assocs if a.state == "released" and a.echo_ok), "failures": failures[:20]}
+    failures = [
+        {"source": a.source, "reason": a.reason or "C-ECHO status not Success"}
+        for a in assocs
+        if not (a.state == "released" and a.echo_ok)
+    ]
+    return {
+        "requested": total,
+        "established": held,
+        "seconds_until_all_open": all_open_seconds,
+        "median_associate_seconds": sorted(a.associate_seconds for a in assocs)[total // 2],
+        "echo_ok": sum(1 for a in assocs if a.state == "released" and a.echo_ok),
+        "failures": failures[:20],
+    }
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ It is enough for python-tds (pytds) to log in and query, and for HAProxy's PRELO
 Every accepted connection's peer address is appended to the log ("ACCEPT <ip>"), so a test can
 see the source address the load balancer used; each message type is logged too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,13 @@ def b_varchar(text: str) -> bytes:
 
 
 def prelogin_response() -> bytes:
-    options = [(0x00, bytes([15, 0, 0x07, 0xD0, 0, 0])),   # VERSION 15.0.2000, subbuild 0
-               (0x01, bytes([0x02])),                       # ENCRYPTION: NOT_SUP
-               (0x02, b"\x00"),                             # INSTOPT
-               (0x03, b""),                                 # THREADID
-               (0x04, b"\x00")]                             # MARS off
+    options = [
+        (0x00, bytes([15, 0, 0x07, 0xD0, 0, 0])),  # VERSION 15.0.2000, subbuild 0
+        (0x01, bytes([0x02])),  # ENCRYPTION: NOT_SUP
+        (0x02, b"\x00"),  # INSTOPT
+        (0x03, b""),  # THREADID
+        (0x04, b"\x00"),
+    ]  # MARS off
     offset = len(options) * 5 + 1
     header, data = b"", b""
     for token, value in options:
@@ -51,27 +54,32 @@ def done(status: int = 0, rows: int = 0) -> bytes:
 
 
 def login_response(name: str) -> bytes:
-    body = (bytes([1]) + struct.pack(">I", 0x74000004) + b_varchar("Microsoft SQL Server")
-            + bytes([15, 0, 0x07, 0xD0]))
+    body = bytes([1]) + struct.pack(">I", 0x74000004) + b_varchar("Microsoft SQL Server") + bytes([15, 0, 0x07, 0xD0])
     loginack = struct.pack("<BH", 0xAD, len(body)) + body
-    env_body = bytes([1]) + b_varchar(name) + b_varchar("master")   # database changed to <name>
+    env_body = bytes([1]) + b_varchar(name) + b_varchar("master")  # database changed to <name>
     envchange = struct.pack("<BH", 0xE3, len(env_body)) + env_body
     return loginack + envchange + done()
 
 
-COLLATION = bytes([0x09, 0x04, 0xD0, 0x00, 0x34])     # Latin1_General_CI_AS
+COLLATION = bytes([0x09, 0x04, 0xD0, 0x00, 0x34])  # Latin1_General_CI_AS
 
 
 def servername_result(name: str) -> bytes:
-    colmetadata = (struct.pack("<BH", 0x81, 1) + struct.pack("<IH", 0, 0x0001)   # usertype, nullable
-                   + bytes([0xE7]) + struct.pack("<H", 256) + COLLATION + b_varchar("servername"))
+    colmetadata = (
+        struct.pack("<BH", 0x81, 1)
+        + struct.pack("<IH", 0, 0x0001)  # usertype, nullable
+        + bytes([0xE7])
+        + struct.pack("<H", 256)
+        + COLLATION
+        + b_varchar("servername")
+    )
     value = name.encode("utf-16-le")
     row = bytes([0xD1]) + struct.pack("<H", len(value)) + value
     return colmetadata + row + done(status=0x10, rows=1)
 
 
 class Handler(socketserver.BaseRequestHandler):
-    server: "Server"
+    server: Server
 
     def log(self, line: str) -> None:
         with self.server.lock, open(self.server.log_path, "a") as f:

@@ -1,0 +1,1 @@
+"""The PACS traffic benchmark (python -m bench.pacs.run)."""

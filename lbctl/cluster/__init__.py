@@ -1,0 +1,1 @@
+"""The HA pair: pairing, heartbeat and the floating IPs, configuration replication, status."""
