@@ -14,7 +14,14 @@ cache and build/ of the checkout are left alone, and records:
 4. sizes: the raw disk's used bytes, the root file system's used bytes (df in the guest), the
    UKI, and the compressed KVM qcow2 as `lbimage build` ships it;
 5. boot to READY under TCG (and KVM where kvm_usable() says it works), --boots times, from QEMU's
-   start to the `LBAPPLIANCE READY` line, 4 virtio NICs, provisioned with an SSH key.
+   start to the `LBAPPLIANCE READY` line, 4 virtio NICs, provisioned with an SSH key; with each
+   boot `systemd-analyze critical-chain lb-ready.service` from the guest (the median boot's is
+   shown), and the page-fault probe taken again just before the boots.
+
+    sudo .venv/bin/python -m bench.image --boot-only [--boots 5]
+
+boots the checkout's last built image only (build/mkosi), and replaces the boot figures of
+bench/image.json with the new ones.
 
 Writes bench/image.json and bench/image.md. Medians are quoted; the raw runs are kept in the JSON.
 """
@@ -34,7 +41,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.machine import describe, one_line
+from bench.machine import describe, one_line, page_fault_seconds
 from builder import mkosi, progress, provision, qemu, settings
 from builder.mkosi import BuiltImage, allocated_bytes
 from builder.packaging import load_profiles, package
@@ -87,10 +94,11 @@ def overlay_file_changed(n: int) -> Iterator[None]:
         CHANGED_FILE.write_bytes(original)
 
 
-def boot_times(raw: Path, scratch: Path, boots: int, accel: str) -> tuple[list[float], int]:
-    """Seconds from QEMU's start to READY, per boot; and the root file system's used bytes."""
+def boot_times(raw: Path, scratch: Path, boots: int, accel: str) -> tuple[list[float], int, list[str]]:
+    """Seconds from QEMU's start to READY, per boot; the root file system's used bytes; and each
+    boot's critical chain to lb-ready.service (systemd-analyze critical-chain(1))."""
     key, public = provision.make_ssh_key(scratch)
-    seconds, root_used = [], 0
+    seconds, root_used, chains = [], 0, []
     for n in range(boots):
         spec = qemu.VMSpec(
             disk=raw,
@@ -101,12 +109,50 @@ def boot_times(raw: Path, scratch: Path, boots: int, accel: str) -> tuple[list[f
         vm = qemu.boot_until_ready(spec, scratch / f"boot-{accel}-{n}", ssh_key=key, name=f"bench-{n}")
         try:
             seconds.append(round(vm.ready_seconds, 1))
+            chains.append(vm.ssh("systemd-analyze critical-chain --no-pager lb-ready.service").stdout)
             if not root_used:
                 df = vm.ssh("df -B1 --output=used / | tail -1").stdout
                 root_used = int(df.strip())
         finally:
             vm.stop()
-    return seconds, root_used
+    return seconds, root_used, chains
+
+
+def boot_figures(raw: Path, scratch: Path, boots: int) -> tuple[dict, int]:
+    """result["boot"]: per accelerator the READY times, their median, the median boot's critical
+    chain, and the page-fault probe taken just before; and the root file system's used bytes."""
+    figures: dict = {}
+    root_used = 0
+    for accel in ("tcg", "kvm") if qemu.kvm_usable() else ("tcg",):
+        probe = page_fault_seconds()
+        with progress.step(f"{boots} boots to READY under {accel.upper()}"):
+            seconds, root_used, chains = boot_times(raw, scratch, boots, accel)
+        median = statistics.median(seconds)
+        figures[accel] = {
+            "ready_s": seconds,
+            "median_s": median,
+            "page_fault_1gib_s_before": probe,
+            "critical_chain_of_median_boot": chains[min(range(len(seconds)), key=lambda n: abs(seconds[n] - median))],
+        }
+    if "kvm" not in figures:
+        figures["kvm"] = "not measured: KVM guests do not run on this machine (kvm_usable() is False)"
+    return figures, root_used
+
+
+def boot_only(args: argparse.Namespace) -> int:
+    """Boot the checkout's last build and put the new boot figures into image.json."""
+    built = BuiltImage.load(settings.path("LB_BUILD_DIR") / "image.json")
+    if built is None:
+        sys.exit("no image built in this checkout yet: run 'make image' first")
+    result = json.loads((args.out / "image.json").read_text())
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    result["boot"], _ = boot_figures(Path(built.raw), args.scratch, args.boots)
+    result["boot"]["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    result["boot"]["version"] = built.version
+    (args.out / "image.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "image.md").write_text(markdown(result))
+    print((args.out / "image.md").read_text())
+    return 0
 
 
 def main() -> int:
@@ -119,12 +165,15 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench")
     parser.add_argument("--render-only", action="store_true", help="rewrite image.md from image.json")
+    parser.add_argument("--boot-only", action="store_true", help="only the boot figures, of the checkout's build")
     args = parser.parse_args()
     if args.render_only:
         (args.out / "image.md").write_text(markdown(json.loads((args.out / "image.json").read_text())))
         return 0
     if os.geteuid() != 0:
         sys.exit("bench/image.py needs root (mkosi and QEMU)")
+    if args.boot_only:
+        return boot_only(args)
 
     # One timestamp for every build of the run (by default it is the last commit's time, which a
     # commit during the run would change, and with it every file's mtime in the image).
@@ -170,13 +219,7 @@ def main() -> int:
             "qcow2_compressed_bytes": qcow2.stat().st_size,
         }
 
-        result["boot"] = {}
-        for accel in ("tcg", "kvm") if qemu.kvm_usable() else ("tcg",):
-            seconds, root_used = boot_times(raw, args.scratch, args.boots, accel)
-            result["boot"][accel] = {"ready_s": seconds, "median_s": statistics.median(seconds)}
-            result["size"]["root_fs_used_bytes"] = root_used
-        if "kvm" not in result["boot"]:
-            result["boot"]["kvm"] = "not measured: KVM guests do not run on this machine (kvm_usable() is False)"
+        result["boot"], result["size"]["root_fs_used_bytes"] = boot_figures(raw, args.scratch, args.boots)
     finally:
         if not args.keep_cache:
             shutil.rmtree(args.scratch, ignore_errors=True)
@@ -231,6 +274,17 @@ def markdown(r: dict) -> str:
         lines.append(f"| boot to READY under KVM (median of {len(kvm['ready_s'])}) | {kvm['median_s']} s | | |")
     else:
         lines.append(f"| boot to READY under KVM | {kvm} | | |")
+    if "critical_chain_of_median_boot" in tcg:
+        when = f", booted {r['boot']['date']} (version {r['boot']['version']})" if "date" in r["boot"] else ""
+        lines += [
+            "",
+            f"Critical chain of the median TCG boot (`systemd-analyze critical-chain lb-ready.service`{when}; "
+            f"the page-fault probe just before the boots: {tcg['page_fault_1gib_s_before']} s per GiB):",
+            "",
+            "```",
+            tcg["critical_chain_of_median_boot"].rstrip(),
+            "```",
+        ]
     rep = r["reproducible"]
     lines += [
         "",

@@ -29,11 +29,21 @@ class Namespace:
     def __exit__(self, *exc: object) -> None:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
 
-    def add_tap(self, ifname: str, address: str | None = None) -> str:
+    def add_tap(self, ifname: str, address: str | None = None, bridge: str | None = None) -> str:
         """A TAP device for a QEMU NIC (QEMU must run in this namespace), optionally with the
-        host-side address of the segment, e.g. '10.201.0.1/24'."""
+        host-side address of the segment, e.g. '10.201.0.1/24', or as a port of `bridge`."""
         ip("-n", self.name, "tuntap", "add", "dev", ifname, "mode", "tap")
         if address:
+            ip("-n", self.name, "addr", "add", address, "dev", ifname)
+        if bridge:
+            ip("-n", self.name, "link", "set", ifname, "master", bridge)
+        ip("-n", self.name, "link", "set", ifname, "up")
+        return ifname
+
+    def add_bridge(self, ifname: str, *addresses: str) -> str:
+        """A bridge (one L2 segment for several VMs) with the namespace's own addresses on it."""
+        ip("-n", self.name, "link", "add", ifname, "type", "bridge")
+        for address in addresses:
             ip("-n", self.name, "addr", "add", address, "dev", ifname)
         ip("-n", self.name, "link", "set", ifname, "up")
         return ifname

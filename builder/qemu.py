@@ -117,6 +117,9 @@ class VMSpec:
     # Load this kernel, initrd and command line directly (QEMU's -kernel), for a disk on a
     # controller the firmware cannot boot from; the disk's own UKI split into its sections.
     direct_kernel: DirectKernel | None = None
+    # The fifth byte of the NICs' MACs (52:54:00:1b:<this>:<NIC index>): two VMs on one segment
+    # (an HA pair) need different ones.
+    mac_group: int = 0
 
 
 @functools.cache
@@ -278,7 +281,7 @@ class VM:
         for n, nic in enumerate(s.nics):
             if nic.model not in NIC_MODELS:
                 raise ValueError(f"nics[{n}].model {nic.model!r}: expected one of {', '.join(NIC_MODELS)}")
-            mac = f"52:54:00:1b:00:{n:02x}"
+            mac = f"52:54:00:1b:{s.mac_group:02x}:{n:02x}"
             if nic.backend == "user":
                 netdev = f"user,id=net{n},restrict={'off' if nic.ssh else 'on'}"
                 if nic.ssh:

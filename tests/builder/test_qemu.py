@@ -362,6 +362,45 @@ def test_wait_for_any_pattern(console_vm: VM) -> None:
     assert console_vm.wait_for(re.compile(r"(\w+): $", re.M), timeout=2).group(1) == "login"
 
 
+STALL_LINE = "rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n"
+
+
+def test_an_rcu_stall_without_ready_is_restarted_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hung guest (an emulator fault under TCG) is killed and booted once more; the second
+    attempt's READY counts, and the stalled console is kept beside the new one."""
+    monkeypatch.setattr(qemu, "STALL_GRACE_SECONDS", 0.3)
+    vm = make_vm(tmp_path)
+    boots: list[int] = []
+
+    def command() -> list[str]:
+        boots.append(len(boots))
+        line = STALL_LINE if len(boots) == 1 else "LBAPPLIANCE READY 0.3.0\n"
+        return ["sh", "-c", f"printf '{line}' >> {vm.console_log}; sleep 30"]
+
+    monkeypatch.setattr(vm, "command", command)
+    with vm:
+        assert vm.wait_ready(timeout=20) == "0.3.0"
+    assert len(boots) == 2
+    kept = vm.console_log.with_name(f"{vm.console_log.stem}.stalled-1.log")
+    assert "rcu_preempt detected stalls" in kept.read_text()
+
+
+def test_a_second_stall_is_a_boot_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu, "STALL_GRACE_SECONDS", 0.3)
+    vm = make_vm(tmp_path)
+    monkeypatch.setattr(vm, "command", lambda: ["sh", "-c", f"printf '{STALL_LINE}' >> {vm.console_log}; sleep 30"])
+    with vm, pytest.raises(qemu.GuestStalled, match="RCU stall"):
+        vm.wait_ready(timeout=20)
+
+
+def test_a_stall_that_recovers_is_not_an_error(console_vm: VM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RCU stall reports also come from a slow (not hung) guest: READY within the grace counts."""
+    monkeypatch.setattr(qemu, "STALL_GRACE_SECONDS", 5)
+    write_console(console_vm, STALL_LINE)
+    write_console(console_vm, "LBAPPLIANCE READY 0.4.0\n", after=0.5)
+    assert console_vm.wait_ready(timeout=10) == "0.4.0"
+
+
 # --- lifecycle, with `sleep` standing in for QEMU -----------------------------------------------
 
 
