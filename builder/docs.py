@@ -54,6 +54,14 @@ def _settings() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _inputs() -> str:
+    from lbctl.boot.provision import INPUTS
+
+    lines = ["| input | credential | file on the config disk | content |", "|---|---|---|---|"]
+    lines += [f"| {i.key} | `{i.credential}` | `{i.disk_file}` | {i.summary} |" for i in INPUTS]
+    return "\n".join(lines) + "\n"
+
+
 # (file, block name, generator)
 BLOCKS: tuple[tuple[str, str, Callable[[], str]], ...] = (
     ("docs/lbctl.md", "lbctl schema", _site),
@@ -62,6 +70,7 @@ BLOCKS: tuple[tuple[str, str, Callable[[], str]], ...] = (
     ("docs/lbctl.md", "lbctl checks", _checks),
     ("docs/hypervisors.md", "hypervisor profiles", _profiles),
     ("README.md", "build settings", _settings),
+    ("README.md", "provisioning inputs", _inputs),
 )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..appliance import INTERFACES
 from ..inputs import Cursor, Default, Field, InputKind, ListOf, MapOf, Scope, Table, Type
-from ..inputs.addresses import IPAddress, IPInterface, is_link_local
+from ..inputs.addresses import IPAddress, IPInterface, IPNetwork, is_link_local
 from ..inputs.types import HOST_NAME, SHORT_HOST_NAME, Address, Boolean, Choice, Integer, InterfaceAddress
 from ..templating import render
 
@@ -35,6 +35,12 @@ class NetworkConfig:
     def own_addresses(self) -> set[IPAddress]:
         """The static addresses of the appliance's interfaces."""
         return {a.ip for i in self.interfaces.values() for a in i.addresses}
+
+    def connected_networks(self) -> tuple[IPNetwork, ...] | None:
+        """The networks the appliance's interfaces are on, or None when one takes DHCP (unknown)."""
+        if any(i.dhcp for i in self.interfaces.values()):
+            return None
+        return tuple(a.network for i in self.interfaces.values() for a in i.addresses)
 
 
 class NTPServer(Type[str]):

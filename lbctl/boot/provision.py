@@ -137,16 +137,29 @@ def validate_site(text: str, inputs: Mapping[str, str]) -> None:
 
 
 def site_context(network_text: str | None) -> dict[str, object]:
-    """Facts about this appliance that site checks use: its own interface addresses."""
+    """Facts about this appliance that site checks use: its own interface addresses and networks."""
     from .network import NETWORK_KIND
 
     text = network_text if network_text is not None else stored("network")
     if not text:
         return {}
     try:
-        return {"own_addresses": NETWORK_KIND.parse_text(text).own_addresses()}
+        network = NETWORK_KIND.parse_text(text)
     except InputInvalid:
         return {}
+    return {"own_addresses": network.own_addresses(), "connected_networks": network.connected_networks()}
+
+
+def validate_firewall(text: str, inputs: Mapping[str, str]) -> None:
+    from ..firewall.settings import FIREWALL_KIND
+
+    FIREWALL_KIND.parse_text(text)
+
+
+def validate_firewall_rules(text: str, inputs: Mapping[str, str]) -> None:
+    from ..firewall.siterules import parse
+
+    parse(text)
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,20 @@ INPUTS: tuple[Input, ...] = (
         "site.yaml",
         "site file for lbctl: the virtual services and their real servers (YAML)",
         validate_site,
+    ),
+    Input(
+        "firewall",
+        "lb.firewall",
+        "firewall.yaml",
+        "firewall settings: the management networks SSH and the web UI are open from (YAML)",
+        validate_firewall,
+    ),
+    Input(
+        "firewall-rules",
+        "lb.firewall-rules",
+        "firewall-rules.nft",
+        "the site's own firewall rules (nftables syntax; see docs/lbctl.md, Firewall)",
+        validate_firewall_rules,
     ),
 )
 INPUTS_BY_KEY = {i.key: i for i in INPUTS}
@@ -351,6 +378,31 @@ def apply_site(changed: bool) -> None:
             install_networkd_dropins(current)
 
 
+def install_firewall_inputs(changed: set[str]) -> bool:
+    """Put new firewall inputs where the firewall reads them; True if any changed."""
+    from ..firewall.ruleset import SITE_RULES_FILE
+    from ..firewall.settings import SETTINGS_FILE
+
+    targets = {"firewall": (SETTINGS_FILE, 0o644), "firewall-rules": (SITE_RULES_FILE, 0o600)}
+    for key, (target, mode) in targets.items():
+        if key in changed:
+            write_atomic(target, stored(key) or "", mode)
+    return bool(changed & set(targets))
+
+
+def apply_firewall_inputs() -> None:
+    """Load the firewall with new settings or rules (a new site loads it with its own apply)."""
+    from ..config import generations
+    from ..config.apply import site_of
+    from ..firewall import apply as fw
+
+    current = generations.target_of(Paths.from_env().current)
+    try:
+        print(fw.apply(site_of(current) if current else None), flush=True)
+    except fw.FirewallError as exc:
+        raise ProvisionError([f"firewall inputs: {exc}"]) from None
+
+
 def input_name(item: Input, origin: str) -> str:
     return item.credential if origin == "credential" else f"{CONFIG_DISK_LABEL}/{item.disk_file}"
 
@@ -393,8 +445,12 @@ def run() -> int:
         flag.write_text("no admin password or SSH key was provisioned\n")
     with step("network"):
         apply_network()
+    firewall_changed = install_firewall_inputs(changed)
     with step("site"):
         apply_site("site" in changed)
+    if firewall_changed and "site" not in changed:
+        with step("firewall inputs"):
+            apply_firewall_inputs()
     print(f"provisioning done; new or changed inputs: {', '.join(sorted(changed)) or 'none'}")
     return 0
 
@@ -412,11 +468,28 @@ def main() -> int:
     except ProvisionError as exc:
         for line in exc.lines:
             print(f"error: {line}", file=sys.stderr)
+        firewall_when_failed()
         console.failed(console_reason(exc.lines))
         return 1
     except Exception as exc:  # an appliance must say why it is not ready, never just hang
+        firewall_when_failed()
         console.failed(f"provisioning crashed: {type(exc).__name__}: {exc}")
         raise
+
+
+def firewall_when_failed() -> None:
+    """Provisioning stopped before a site's apply loaded a firewall (a first boot with bad input):
+    sshd and networkd still start after it, so load the ruleset without services (management
+    only) rather than leave the appliance open."""
+    from ..firewall import apply as fw
+    from ..firewall.ruleset import RULESET_FILE
+
+    if RULESET_FILE.exists():
+        return
+    try:
+        print(fw.apply(None), flush=True)
+    except Exception as exc:  # the FAILED line matters more; say it in the journal
+        print(f"error: firewall: {exc}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -174,8 +174,10 @@ def revert_after(seconds: int, token: str) -> int:
 
 def boot() -> str:
     """At boot, before anything listens: the confirmed ruleset (a pending one was never
-    confirmed, so it is dropped), or, at the very first boot, one with management only; applying
-    the site then loads the site's."""
+    confirmed, so it is dropped). At the very first boot there is none yet: provisioning then
+    applies a site (or the empty one), which loads its ruleset before provisioning ends, and
+    every listener (networkd, sshd, HAProxy) starts after provisioning; if provisioning fails
+    first, it loads the management-only ruleset itself (boot.provision.firewall_when_failed)."""
     if pending():
         ruleset.PENDING_FILE.unlink()
         TOKEN_FILE.unlink(missing_ok=True)
@@ -185,7 +187,7 @@ def boot() -> str:
         ruleset.load(ruleset.RULESET_FILE)
         KernelSettings.load().sync()
         return "firewall ruleset loaded"
-    return apply(None)
+    return "no firewall ruleset yet (first boot): provisioning's apply loads one before anything listens"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ path (and that two instances differ), and that bad provisioning input fails with
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import signal
@@ -42,6 +43,15 @@ services:
     vip: {VIP}
     servers:
       - {{label: Server1, address: {HOST_SIDE}, port: {STORESCP_PORT}}}
+"""
+# Management (SSH) only from QEMU's user network, where the test's own SSH comes from (10.0.2.2):
+# the namespace on eth1 may reach the VIP but not SSH.
+FIREWALL = "management_networks: [10.0.2.0/24]\n"
+FIREWALL_RULES = """\
+# a site rule as an integrator writes one: SNMP from the monitoring host, counted
+chain input {
+    ip saddr 10.201.0.1 udp dport 161 counter accept
+}
 """
 
 
@@ -80,7 +90,9 @@ def appliance(kvm_disk: Path, ssh_keypair: tuple[Path, str], segment: tuple[Name
         disk_bus="virtio",
         netns=ns.name,
         nics=[qemu.Nic(ssh=True), qemu.Nic(backend="tap:tap0"), qemu.Nic(), qemu.Nic()],
-        credentials=provisioned(ssh_keypair[1], network=NETWORK, site=SITE),
+        credentials=provisioned(
+            ssh_keypair[1], network=NETWORK, site=SITE, firewall=FIREWALL, **{"firewall-rules": FIREWALL_RULES}
+        ),
     )
     vm = qemu.VM(spec, workdir / "vm", ssh_key=ssh_keypair[0], name="appliance")
     try:
@@ -96,6 +108,15 @@ def appliance(kvm_disk: Path, ssh_keypair: tuple[Path, str], segment: tuple[Name
 
 def guest(vm: qemu.VM, command: str) -> str:
     return vm.ssh(command).stdout
+
+
+def assert_firewall_before_haproxy(vm: qemu.VM) -> None:
+    """This boot loaded the lockdown ruleset before HAProxy started."""
+    journal = guest(vm, "journalctl -b -o cat -u lb-provision -u haproxy")
+    loaded, started = journal.find("firewall ruleset loaded"), journal.find("Started haproxy.service")
+    assert loaded >= 0 and started >= 0, journal
+    assert loaded < started, "HAProxy started before the firewall was loaded"
+    assert "10.0.2.0/24" in guest(vm, "nft list set inet lbappliance management_v4")
 
 
 def test_ready_line_names_the_built_version(appliance: qemu.VM, manifest: dict) -> None:
@@ -174,6 +195,40 @@ def test_dicom_object_stored_through_the_dicom_vip(
     assert f"Association Received: {GUEST}" not in log
 
 
+def test_firewall_is_loaded_before_haproxy_listens_and_follows_the_lockdown(
+    appliance: qemu.VM, segment: tuple[Namespace, Path]
+) -> None:
+    """The ruleset is in force before HAProxy starts (provisioning loads it first), holds the
+    provisioned site rule, and the lockdown keeps SSH from the namespace while the VIP answers."""
+    assert_firewall_before_haproxy(appliance)
+    assert "udp dport 161" in guest(appliance, "nft list table inet lbappliance")
+    ns, _ = segment
+    probe = (
+        "import socket,sys; s=socket.socket(); s.settimeout(3); sys.exit(s.connect_ex((sys.argv[1], int(sys.argv[2]))))"
+    )
+    assert ns.run(["python3", "-c", probe, VIP, "104"], timeout=30).returncode == 0
+    assert ns.run(["python3", "-c", probe, GUEST, "22"], timeout=30).returncode != 0, "SSH open outside the lockdown"
+    status = guest(appliance, "lbctl firewall status")
+    assert "10.0.2.0/24" in status
+
+
+def test_address_rules_agree_between_the_guest_and_the_build_host(appliance: qemu.VM) -> None:
+    """The guest's Python (3.13) classifies addresses as the host's does: the same engine runs
+    in both, but the ipaddress module's tables changed between Python versions."""
+    from lbctl.inputs import addresses
+
+    samples = [
+        "10.0.0.1", "127.0.0.1", "169.254.1.1", "224.0.0.1", "0.0.0.0", "255.255.255.255", "240.0.0.1",
+        "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::1", "::", "::10.0.0.1", "fe80::1", "ff02::1", "2001:db8::1",
+    ]  # fmt: skip
+    script = (
+        "import ipaddress as i, json, sys; from lbctl.inputs import addresses as a; "
+        "print(json.dumps([a.special(i.ip_address(x)) for x in sys.argv[1:]]))"
+    )
+    in_guest = json.loads(guest(appliance, f"python3 -c '{script}' {' '.join(samples)}"))
+    assert in_guest == [addresses.special(ipaddress.ip_address(x)) for x in samples]
+
+
 def test_second_instance_from_config_disk_has_its_own_identity(
     appliance: qemu.VM, kvm_disk: Path, ssh_keypair: tuple[Path, str], start_vm, tmp_path: Path
 ) -> None:
@@ -194,14 +249,16 @@ def test_reboot_keeps_identity_configuration_and_vips(
     kvm_disk: Path, ssh_keypair: tuple[Path, str], start_vm, tmp_path: Path
 ) -> None:
     """The same disk booted again, its provisioning (a FAT config disk) still attached, re-applies
-    nothing, keeps its machine-id and host keys, and puts the VIP and SNAT addresses back on eth1
-    (their networkd drop-ins live under /run, which every boot starts empty)."""
+    nothing, keeps its machine-id and host keys, puts the VIP and SNAT addresses back on eth1
+    (their networkd drop-ins live under /run, which every boot starts empty) and loads the
+    lockdown again before HAProxy starts."""
     disk = tmp_path / "disk.qcow2"  # a writable overlay on the artifact, kept across both boots
     subprocess.run(
         ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(kvm_disk), "-F", "qcow2", str(disk)], check=True
     )
     config_disk = provision.make_config_disk(
-        {"admin-ssh-keys": ssh_keypair[1], "network": NETWORK, "site": SITE}, tmp_path / "lbconfig.img"
+        {"admin-ssh-keys": ssh_keypair[1], "network": NETWORK, "site": SITE, "firewall": FIREWALL},
+        tmp_path / "lbconfig.img",
     )
     spec = qemu.VMSpec(
         disk=disk, disk_format="qcow2", snapshot=False, nics=[qemu.Nic(ssh=True), qemu.Nic()], extra_disks=[config_disk]
@@ -218,6 +275,7 @@ def test_reboot_keeps_identity_configuration_and_vips(
         assert address in addresses
     status = json.loads(second.ssh("lbctl status --json").stdout)
     assert status["healthy"] is True and [s["name"] for s in status["services"]] == ["DICOM"]
+    assert_firewall_before_haproxy(second)  # the confirmed ruleset, loaded from the data partition
 
 
 @pytest.mark.parametrize(
@@ -225,12 +283,17 @@ def test_reboot_keeps_identity_configuration_and_vips(
     [
         ({"site": SITE.replace(VIP, "10.201.0.300")}, "fw_cfg", "services.DICOM.vip"),
         (
+            {"network": NETWORK.replace("{dhcp: true}", "{address: 10.9.0.5/24, gateway: 10.8.0.1}")},
+            "fw_cfg",
+            "interfaces.eth0.gateway",
+        ),
+        (
             {"admin-ssh-keys": "ssh-ed25519 AAAAnotakey root@nowhere\n"},
             "smbios",
             "lb.admin.ssh-keys: line 1: not a valid OpenSSH public key",
         ),
     ],
-    ids=["malformed-site-file", "bad-ssh-key-over-smbios"],
+    ids=["malformed-site-file", "gateway-outside-subnet", "bad-ssh-key-over-smbios"],
 )
 def test_bad_provisioning_input_fails_with_its_reason(
     kvm_disk: Path, ssh_keypair: tuple[Path, str], start_vm, bad_input: dict, transport: str, reason: str
