@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -77,3 +78,11 @@ def one_line(m: dict) -> str:
         f"Python {m['python']}{'; ' + extra if extra else ''}. Load average at start: {load}; "
         f"faulting in 1 GiB of fresh memory took {m.get('page_fault_1gib_s', '?')} s."
     )
+
+
+def publish(out: Path, name: str, results: dict, markdown: str) -> None:
+    """Write a benchmark's figures as out/<name>.json and out/<name>.md, and print the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown)
+    print(markdown)

@@ -31,9 +31,14 @@ def fail(lines: list[str] | str) -> NoReturn:
 def input_kinds() -> dict[str, InputKind[Any]]:
     """The inputs `lbctl validate --kind` and `lbctl schema --kind` know, by name."""
     from .boot.network import NETWORK_KIND
+    from .cluster.model import CLUSTER_KIND
+    from .firewall.settings import FIREWALL_KIND
     from .site.schema import SITE_KIND
 
-    return {k.name: k for k in (SITE_KIND, NETWORK_KIND)}
+    return {k.name: k for k in (SITE_KIND, NETWORK_KIND, FIREWALL_KIND, CLUSTER_KIND)}
+
+
+KINDS = ("site", "network", "firewall", "cluster")  # the names of input_kinds(), without importing them
 
 
 def load(file: str) -> tuple[Site, str]:
@@ -90,11 +95,11 @@ def version(paths: Paths) -> None:
     click.echo(appliance_version(paths.os_release))
 
 
-KINDS_HELP = "Which input the file is: site (the default) or network (network.yaml)."
+KINDS_HELP = "Which input the file is: site (the default), network (network.yaml), firewall (firewall.yaml), cluster."
 
 
 @cli.command()
-@click.option("--kind", default="site", show_default=True, type=click.Choice(["site", "network"]), help=KINDS_HELP)
+@click.option("--kind", default="site", show_default=True, type=click.Choice(KINDS), help=KINDS_HELP)
 @click.argument("file", type=click.Path(dir_okay=False))
 def validate(kind: str, file: str) -> None:
     """Check an input file; print every problem as 'error: <field.path>: <reason> (line N)'.
@@ -159,11 +164,51 @@ def apply(paths: Paths, removals: tuple[str, ...], file: str) -> None:
     """
     from .config.apply import apply_site
 
+    refuse_on_secondary("apply")
     site, text = load(file)
     try:
         report(apply_site(paths, site, text, allowed_removals=removals), "applied")
     except ApplyError as exc:
         fail(str(exc))
+    replicate_to_peer(paths)
+
+
+def refuse_on_secondary(command: str) -> None:
+    """On an HA pair the configuration is changed on the primary only, which replicates it."""
+    from .cluster.state import paired
+
+    if not paired():
+        return
+    from .cluster.model import load_cluster
+
+    cluster = load_cluster()
+    if not cluster.primary:
+        fail(
+            f"this appliance is the secondary of an HA pair: {command} on the primary ({cluster.peer.name}), "
+            "which replicates its configuration here"
+        )
+
+
+def replicate_to_peer(paths: Paths) -> None:
+    """After a change on the primary: the secondary applies the same site. A failure is reported
+    (exit 1); this node's new configuration stays applied."""
+    from .cluster.state import paired
+
+    if not paired():
+        return
+    from .cluster.model import load_cluster
+    from .cluster.pairing import ClusterError, current_site_text, replicate, sync_heartbeat
+
+    if not load_cluster().primary:
+        return
+    sync_heartbeat(paths)
+    text = current_site_text(paths)
+    if text is None:
+        return
+    try:
+        click.echo(f"replicated: {replicate(paths, text)}")
+    except ClusterError as exc:
+        fail(f"{exc}; this node's configuration stays applied ('lbctl cluster status')")
 
 
 @cli.command()
@@ -175,10 +220,58 @@ def rollback(paths: Paths) -> None:
     """
     from .config.apply import rollback as do_rollback
 
+    refuse_on_secondary("rollback")
     try:
         report(do_rollback(paths), "rolled back to")
     except ApplyError as exc:
         fail(str(exc))
+    replicate_to_peer(paths)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_obj
+def backup(paths: Paths, file: str) -> None:
+    """Write this node's configuration to FILE (gzip'd tar, mode 600; '-' for standard output).
+
+    It holds the applied site, the site's own firewall rules and, on an HA pair, the pair's files
+    (with this node's cluster key). The lockdown, network.yaml and the admin credentials are not
+    in it.
+    """
+    from .backup import BackupError
+    from .backup import backup as make_backup
+
+    try:
+        data = make_backup(paths)
+    except BackupError as exc:
+        fail(str(exc))
+    if file == "-":
+        sys.stdout.buffer.write(data)
+        return
+    from .fileio import write_atomic
+
+    write_atomic(Path(file), data, mode=0o600)
+    click.echo(f"backup written to {file} ({len(data)} bytes)")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_obj
+def restore(paths: Paths, file: str) -> None:
+    """Put a backup back on this node and apply its site here.
+
+    Everything is validated before anything changes. A member of an HA pair keeps heartbeat
+    stopped afterwards until 'lbctl cluster join', so that a node restored from an old backup
+    never takes the floating IPs from the node that served meanwhile.
+    """
+    from .backup import BackupError
+    from .backup import restore as do_restore
+
+    try:
+        notes = do_restore(paths, Path(file))
+    except (BackupError, ApplyError) as exc:
+        fail(str(exc))
+    click.echo("restored: " + "; ".join(notes))
 
 
 @cli.command()
@@ -259,7 +352,7 @@ def server(paths: Paths, action: str, service: str, label: str) -> None:
 
 
 @cli.command()
-@click.option("--kind", default="site", show_default=True, type=click.Choice(["site", "network"]), help=KINDS_HELP)
+@click.option("--kind", default="site", show_default=True, type=click.Choice(KINDS), help=KINDS_HELP)
 def schema(kind: str) -> None:
     """Print an input's key reference (Markdown), generated from its table."""
     click.echo(input_kinds()[kind].reference(), nl=False)
@@ -496,6 +589,159 @@ def firewall_status(as_json: bool) -> None:
     click.echo(f"{'CHAIN':<12} {'GROUP':<22} {'PACKETS':>10} {'BYTES':>12}")
     for g in rows:
         click.echo(f"{g['chain']:<12} {g['group']:<22} {g['packets']:>10} {g['bytes']:>12}")
+
+
+# --- the HA pair --------------------------------------------------------------------------------
+
+
+@cli.group()
+def cluster() -> None:
+    """The HA pair: pairing, state, moving the floating IPs by hand, unpairing.
+
+    \b
+      secondary$ lbctl cluster token                 a one-time pairing token (10 minutes)
+      primary$   lbctl cluster pair --peer ADDRESS --token TOKEN
+      lbctl cluster status                           roles, heartbeat, configurations, replication
+      lbctl cluster takeover | standby               move the floating IPs here | to the peer
+      lbctl cluster unpair                           two single appliances again
+      lbctl cluster join                             start heartbeat after a restore
+
+    After pairing, every 'lbctl apply' on the primary is replicated to the secondary.
+    """
+
+
+def _cluster_call(action: Any, *args: Any) -> Any:
+    from .cluster.heartbeat import HeartbeatError
+    from .cluster.pairing import ClusterError
+
+    try:
+        return action(*args)
+    except (ClusterError, HeartbeatError, ApplyError) as exc:
+        fail(str(exc))
+    except InputInvalid as exc:
+        fail([f"error: {line}" for line in exc.lines()])
+
+
+@cluster.command("token")
+@click.pass_obj
+def cluster_token(paths: Paths) -> None:
+    """On the future secondary: print a one-time pairing token, valid 10 minutes."""
+    import time
+
+    from .cluster import link
+    from .cluster.pairing import hostname, make_token
+
+    token, expires = _cluster_call(make_token, paths)
+    click.echo(f"pairing token for {hostname()}: {token.text()}")
+    click.echo(f"valid until {time.strftime('%H:%M:%S UTC', time.gmtime(expires))}, for one pairing")
+    click.echo(f"this appliance's SSH host key: {link.fingerprint_text(link.own_host_key())}")
+    click.echo(f"on the primary: lbctl cluster pair --peer <this appliance's address> --token {token.text()}")
+
+
+@cluster.command("pair")
+@click.option("--peer", "peer", required=True, metavar="ADDRESS", help="The secondary's own address.")
+@click.option("--token", "token", required=True, help="What 'lbctl cluster token' printed on the secondary.")
+@click.pass_obj
+def cluster_pair(paths: Paths, peer: str, token: str) -> None:
+    """On the primary: pair with the appliance at ADDRESS, which becomes the secondary.
+
+    Checks the peer's SSH host key against the token and pins it, makes a cluster key on each
+    node (restricted to lbctl's replication command), heartbeat's shared key, and copies this
+    node's site to the peer, which applies it. On any failure neither node changes.
+    """
+    from .cluster.pairing import pair
+
+    cluster = _cluster_call(pair, paths, peer, token, click.echo)
+    click.echo(
+        f"paired: {cluster.node.name} (primary) and {cluster.peer.name} (secondary); heartbeat on "
+        + ", ".join(f"{p.interface} -> {p.peer}" for p in cluster.paths)
+        + (f"; ping node {cluster.ping_node}" if cluster.ping_node else "; no ping node (no default gateway)")
+    )
+
+
+@cluster.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def cluster_status(paths: Paths, as_json: bool) -> None:
+    """This node's role and state, the peer's state and last heartbeat, whether both run the same
+    site, and the last replication. Exit 0 when paired without problems."""
+    import dataclasses
+
+    from .cluster.state import paired
+    from .status import format_cluster
+
+    if not paired():
+        fail("this appliance is not paired (a single appliance)")
+    from .cluster.report import collect_cluster
+
+    status = collect_cluster(paths, ask_peer=True)
+    click.echo(json.dumps(dataclasses.asdict(status), indent=2) if as_json else format_cluster(status))
+    sys.exit(1 if status.problems else 0)
+
+
+@cluster.command("takeover")
+def cluster_takeover() -> None:
+    """Take the floating IPs over to this node now (maintenance of the peer)."""
+    from .cluster import heartbeat
+
+    _cluster_call(heartbeat.takeover)
+    click.echo("asked heartbeat to take the floating IPs over to this node ('lbctl cluster status')")
+
+
+@cluster.command("standby")
+def cluster_standby() -> None:
+    """Hand the floating IPs to the peer now (maintenance of this node)."""
+    from .cluster import heartbeat
+
+    _cluster_call(heartbeat.standby)
+    click.echo("asked heartbeat to hand the floating IPs to the peer ('lbctl cluster status')")
+
+
+@cluster.command("unpair")
+@click.pass_obj
+def cluster_unpair(paths: Paths) -> None:
+    """Dissolve the pair: the primary keeps its services and floating IPs, the secondary drops its
+    services, so that two single appliances never serve the same VIPs."""
+    from .cluster.pairing import unpair
+
+    note = _cluster_call(unpair, paths)
+    click.echo(f"unpaired; {note}")
+
+
+@cluster.command("join")
+def cluster_join() -> None:
+    """Start heartbeat on a node held back after a restore from a backup."""
+    from .cluster.pairing import join
+
+    _cluster_call(join)
+    click.echo("heartbeat started; this node rejoins the pair")
+
+
+@cluster.command("heal", hidden=True)
+@click.pass_obj
+def cluster_heal(paths: Paths) -> None:
+    """Resolve a healed split brain (both nodes holding the floating IPs); lb-garp runs it."""
+    from .cluster.pairing import heal
+
+    click.echo(_cluster_call(heal, paths))
+
+
+@cluster.command("accept-pairing", hidden=True)
+@click.pass_obj
+def cluster_accept_pairing(paths: Paths) -> None:
+    """The pairing request from the primary (the token key's forced command): JSON on stdin."""
+    from .cluster.pairing import accept_pairing, serve
+
+    sys.exit(serve(paths, accept_pairing))
+
+
+@cluster.command("receive", hidden=True)
+@click.pass_obj
+def cluster_receive(paths: Paths) -> None:
+    """A request from the peer (its cluster key's forced command): JSON on stdin and stdout."""
+    from .cluster.pairing import receive, serve
+
+    sys.exit(serve(paths, receive))
 
 
 def main() -> None:

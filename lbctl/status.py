@@ -68,6 +68,25 @@ class HAProxyStatus:
 
 
 @dataclass(frozen=True)
+class ClusterStatus:
+    """This node's part of an HA pair (lbctl.cluster.report collects it)."""
+
+    node: str
+    role: str  # primary or secondary
+    state: str  # active, passive, starting, stopped (heartbeat not running), held (after a restore)
+    peer: str
+    peer_addresses: tuple[str, ...]
+    peer_state: str | None  # heartbeat's view of the peer: active, up, dead; None if unknown
+    last_heartbeat_seconds: float | None  # age of the last heartbeat packet from the peer
+    heartbeat_paths: tuple[str, ...]  # "eth0 -> 10.0.0.3"
+    site_digest: str | None  # of this node's applied site file
+    peer_site_digest: str | None  # the peer's, when it was asked (cluster status); else None
+    same_configuration: bool | None  # None: the peer was not asked or did not answer
+    last_replication: dict[str, Any] | None  # time (epoch s), ok, message
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Status:
     version: str
     healthy: bool
@@ -75,6 +94,7 @@ class Status:
     generation: str | None
     services: tuple[ServiceStatus, ...] = ()
     problems: tuple[str, ...] = ()
+    cluster: ClusterStatus | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -136,7 +156,19 @@ def _server(row: dict[str, str], configured: dict[str, Any] | None) -> ServerSta
 
 
 def collect_status(paths: Paths) -> Status:
-    """Everything `lbctl status` shows, read from the applied generation and HAProxy's runtime API."""
+    """Everything `lbctl status` shows, read from the applied generation and HAProxy's runtime
+    API, and on an HA pair this node's part of it (without asking the peer)."""
+    status = _collect_status(paths)
+    from .cluster.state import paired
+
+    if not paired():
+        return status
+    from .cluster.report import collect_cluster
+
+    return dataclasses.replace(status, cluster=collect_cluster(paths, ask_peer=False))
+
+
+def _collect_status(paths: Paths) -> Status:
     applied = read_services(paths)
     generation = generations.target_of(paths.current)
     version = appliance_version(paths.os_release)
@@ -217,6 +249,8 @@ def format_overview(st: Status) -> str:
         )
     lines = [head]
     lines += [f"  problem: {p}" for p in st.problems]
+    if st.cluster is not None:
+        lines.append(format_cluster_line(st.cluster))
     if not st.services:
         lines.append("  no virtual services configured")
         return "\n".join(lines)
@@ -241,4 +275,39 @@ def format_overview(st: Status) -> str:
                 f"  {srv.label:<16} {srv.address:<24} {srv.state:<7} {srv.sessions:>5}  "
                 f"last check {result}; {srv.state} for {duration(srv.seconds_since_change)}"
             )
+    return "\n".join(lines)
+
+
+def format_cluster_line(c: ClusterStatus) -> str:
+    heard = (
+        f"last heartbeat {c.last_heartbeat_seconds:.1f} s ago"
+        if c.last_heartbeat_seconds is not None
+        else ("no heartbeat heard")
+    )
+    return f"HA pair: {c.node} {c.role}, {c.state}; peer {c.peer} {c.peer_state or 'unknown'}, {heard}"
+
+
+def format_cluster(c: ClusterStatus) -> str:
+    """`lbctl cluster status` as text."""
+    lines = [
+        f"this node:      {c.node}, {c.role}, {c.state.upper()}",
+        f"peer:           {c.peer} ({', '.join(c.peer_addresses)}), {c.peer_state or 'unknown'} as heartbeat sees it",
+        "last heartbeat: "
+        + (f"{c.last_heartbeat_seconds:.2f} s ago" if c.last_heartbeat_seconds is not None else "none heard"),
+        f"paths:          {'; '.join(c.heartbeat_paths)}",
+    ]
+    if c.same_configuration is None:
+        same = "unknown (the peer did not answer)" if c.peer_site_digest is None else "unknown"
+    else:
+        same = "the same site on both" if c.same_configuration else "DIFFERENT sites"
+    lines.append(f"configuration:  {same} (site {c.site_digest or 'none'}, peer {c.peer_site_digest or '-'})")
+    r = c.last_replication
+    if r:
+        import time
+
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(r["time"]))
+        lines.append(f"replication:    {when}: {'ok' if r['ok'] else 'FAILED'}: {r['message']}")
+    else:
+        lines.append("replication:    none yet")
+    lines += [f"  problem: {p}" for p in c.problems]
     return "\n".join(lines)

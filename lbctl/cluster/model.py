@@ -7,7 +7,7 @@ nodes and read by the engine like every other input. Local to the node, never re
     paths:                         # heartbeat paths: one per interface both nodes share a subnet on
       - {interface: eth0, peer: 192.168.85.3}
     ping_node: 192.168.85.254      # the gateway: a node that loses it gives up the floating IPs
-    hold: false                    # restored from a backup: heartbeat stays stopped until 'join'
+    heartbeat_key: 3f9c...         # heartbeat's shared HMAC key (authkeys), the same on both nodes
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ..appliance import INTERFACES
 from ..inputs import Field, InputKind, ListOf, Table
 from ..inputs.addresses import IPAddress
-from ..inputs.types import SHORT_HOST_NAME, Address, Boolean, Choice, Text
+from ..inputs.types import SHORT_HOST_NAME, Address, Choice, Text
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ class ClusterConfig:
     node: Node
     peer: Node
     paths: tuple[HeartbeatPath, ...]
+    heartbeat_key: str
     ping_node: IPAddress | None = None
-    hold: bool = False
 
     @property
     def primary(self) -> bool:
@@ -86,17 +86,17 @@ CLUSTER = Table(
         Field("node", NODE, "This node.", required=True),
         Field("peer", PEER, "The other node.", required=True),
         Field("paths", ListOf(PATH, empty="a pair needs a heartbeat path"), "Heartbeat paths.", required=True),
-        Field("ping_node", Address(use="a ping node"), "A node both should reach (the gateway)."),
         Field(
-            "hold",
-            Boolean(),
-            "Heartbeat stays stopped (a restored configuration) until 'lbctl cluster join'.",
-            default=False,
+            "heartbeat_key",
+            Text(r"[0-9a-f]{64}", "64 hexadecimal digits", 64),
+            "heartbeat's shared key (authkeys, sha1 HMAC), made at pairing.",
+            required=True,
         ),
+        Field("ping_node", Address(use="a ping node"), "A node both should reach (the gateway)."),
     ),
     title="cluster.yaml",
     build=lambda s: ClusterConfig(**s.values),
-    what="role, node, peer, paths",
+    what="role, node, peer, paths, heartbeat_key",
 )
 CLUSTER_KIND: InputKind[ClusterConfig] = InputKind("cluster", "cluster.yaml", CLUSTER)
 

@@ -134,12 +134,29 @@ def wait_for_worker(paths: Paths, workers: set[int], deadline: float) -> None:
 # --- activation -------------------------------------------------------------------------------
 
 
-def sync_network(generation: Path | None, networkd_dir: Path, notes: list[str]) -> None:
+def sync_network(generation: Path | None, networkd_dir: Path, notes: list[str], previous: Path | None = None) -> None:
+    """The generation's addresses on the interfaces: networkd's drop-ins (a single appliance), or
+    on the active node of an HA pair the floating IPs directly (heartbeat's resource script).
+    Addresses the previous generation had and this one has not are removed here: networkd keeps
+    addresses it no longer configures (KeepConfiguration=static, for the floating IPs' sake)."""
     empty = Path("/nonexistent-lbctl-generation")
-    if install_networkd_dropins(generation or empty, networkd_dir) and networkd_is_live(networkd_dir):
+    live = networkd_is_live(networkd_dir)
+    if install_networkd_dropins(generation or empty, networkd_dir) and live:
         note = reload_networkd()
         if note:
             notes.append(note)
+    if not live or previous is None or previous == generation:
+        return
+    from ..cluster import floating
+    from ..cluster.state import paired
+
+    active = paired() and floating.holds(previous)
+    gone = floating.remove_stale(previous, generation)
+    if gone:
+        notes.append(f"removed {', '.join(gone)} (not in this configuration)")
+    if paired() and generation is not None:
+        # The active node gets the new floating IPs now; the passive one the new SNAT on lo.
+        (floating.take if active else floating.release)(generation)
 
 
 def activate(
@@ -162,7 +179,7 @@ def activate(
         state.point(paths.last_good, previous)
     reload_attempted = False
     try:
-        sync_network(generation, networkd_dir, outcome.notes)
+        sync_network(generation, networkd_dir, outcome.notes, previous)
         reload_attempted = True
         outcome.reloaded = reload_haproxy(paths)
         if not outcome.reloaded:
@@ -173,12 +190,17 @@ def activate(
             outcome.notes.append(fw.apply(site, text=firewall, paths=paths))
         return outcome
     except (ApplyError, NetworkError, OSError, FirewallError) as exc:
-        restore_notes = restore(paths, previous, previous_good, networkd_dir, reload_attempted)
+        restore_notes = restore(paths, previous, previous_good, networkd_dir, reload_attempted, generation)
         raise ApplyError(f"{exc}\n  nothing was changed: {restore_notes}") from None
 
 
 def restore(
-    paths: Paths, previous: Path | None, previous_good: Path | None, networkd_dir: Path, reload_haproxy_too: bool
+    paths: Paths,
+    previous: Path | None,
+    previous_good: Path | None,
+    networkd_dir: Path,
+    reload_haproxy_too: bool,
+    failed: Path | None = None,
 ) -> str:
     if previous is not None:
         state.point(paths.current, previous)
@@ -190,7 +212,7 @@ def restore(
         state.unpoint(paths.last_good)
     notes = ["the previous configuration is current again"]
     try:
-        sync_network(previous, networkd_dir, [])
+        sync_network(previous, networkd_dir, [], failed)
     except (NetworkError, OSError) as exc:
         notes.append(f"but restoring the network addresses failed: {exc}")
     if reload_haproxy_too and previous is not None:
@@ -318,6 +340,16 @@ def rollback(paths: Paths, networkd_dir: Path | None = None) -> Outcome:
         check_config(good / "haproxy.cfg")
         site = site_of(good)
         return activate(paths, good, networkd_dir, site, checked_firewall(paths, site))
+
+
+def reset_to_empty(paths: Paths, networkd_dir: Path | None = None) -> Outcome:
+    """The empty site's configuration, whatever ran before (a secondary leaving its pair)."""
+    with state.locked(paths):
+        site = empty_site()
+        generation = state.commit_generation(paths, build_generation(paths, site, None))
+        outcome = activate(paths, generation, networkd_dir, site, checked_firewall(paths, site))
+        state.prune(paths)
+        return outcome
 
 
 def init(paths: Paths, networkd_dir: Path | None = None) -> Outcome | None:

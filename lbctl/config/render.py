@@ -1,8 +1,15 @@
 """The renderer: one site model in, every generated file out, each from its own template.
 
     haproxy.cfg                                           templates/haproxy.cfg.j2
-    networkd/10-lb-<iface>.network.d/50-lbctl-vips.conf   templates/networkd-vips.conf.j2
+    networkd/10-lb-<iface>.network.d/50-lbctl-vips.conf   templates/networkd-vips.conf.j2 (single node)
+    floating-ips                                          templates/floating-ips.j2
+    passive-ips                                           templates/passive-ips.j2
     services.json                                         templates/services.json.j2
+    check-ping                                            templates/check-ping.j2 (a ping check)
+
+On an HA pair (cluster.yaml) the VIPs and the SNAT address float: heartbeat's resource script
+adds them from floating-ips on the active node, so no networkd drop-in holds them, and the
+peers section lists both nodes by their own addresses.
 
 Rendering is a pure function of the site, the preset and the settings below: the same inputs give
 byte-identical files (services in preset order, servers in site order, no timestamps).
@@ -10,13 +17,15 @@ byte-identical files (services in preset order, servers in site order, no timest
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..appliance import CHECK_SCRIPTS_DIR, PEERS_PORT, Paths
+from ..cluster.floating import FLOATING_FILE, PASSIVE_FILE
 from ..fileio import write_atomic
 from ..inputs.addresses import IPAddress
+from ..quoting import endpoint
 from ..site.healthchecks import CHECKS, CheckContext
 from ..site.model import Service, Site
 from ..templating import render as render_template
@@ -49,14 +58,31 @@ class RenderSettings:
     current_dir: Path = Path("/var/lib/lbappliance/lbctl/current")
     local_peer: str = "local"
     peers: tuple[Peer, ...] = (Peer("local", f"127.0.0.1:{PEERS_PORT}"),)
+    clustered: bool = False  # an HA pair: the floating IPs are heartbeat's, not networkd's
 
     @classmethod
     def for_paths(cls, paths: Paths, version: str) -> RenderSettings:
-        return cls(
+        """The appliance's settings; on a paired node with both nodes as peers."""
+        from ..cluster.state import paired
+
+        settings = cls(
             version=version,
             admin_socket=paths.admin_socket,
             server_state_file=paths.server_state_file,
             current_dir=paths.current,
+        )
+        if not paired():
+            return settings
+        from ..cluster.model import load_cluster
+
+        cluster = load_cluster()
+        return replace(
+            settings,
+            clustered=True,
+            local_peer=cluster.node.name,
+            peers=tuple(
+                Peer(node.name, endpoint(node.addresses[0], PEERS_PORT)) for node in (cluster.node, cluster.peer)
+            ),
         )
 
 
@@ -143,7 +169,10 @@ def render(site: Site, settings: RenderSettings) -> dict[str, str]:
         ),
         "services.json": render_template("services.json.j2", summary=services_summary(site)),
     }
-    for interface, addresses in interface_addresses(site).items():
+    floating = interface_addresses(site)
+    files[FLOATING_FILE] = render_template("floating-ips.j2", settings=settings, floating=floating)
+    files[PASSIVE_FILE] = render_template("passive-ips.j2", settings=settings, site=site)
+    for interface, addresses in floating.items() if not settings.clustered else ():
         files[f"networkd/10-lb-{interface}.network.d/{NETWORKD_DROPIN_NAME}"] = render_template(
             "networkd-vips.conf.j2", settings=settings, interface=interface, addresses=addresses
         )

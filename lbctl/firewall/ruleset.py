@@ -38,6 +38,10 @@ SITE_RULES_FILE = FIREWALL_DIR / "site-rules.nft"
 MANAGEMENT_PORTS = (SSH_PORT, WEB_UI_PORT)
 TPROXY_MARK = 0x1  # fwmark of connections coming back to a transparent socket
 TPROXY_TABLE = 100  # the routing table that delivers them locally (firewall-notes)
+# How long the peer's entry in heartbeat_seen_v4/v6 lives after its last heartbeat: the age of the
+# last heartbeat is this minus the time the entry has left (lbctl cluster status).
+HEARTBEAT_SEEN_TIMEOUT = "1h"
+HEARTBEAT_SEEN_SECONDS = 3600
 SITE_LINE = re.compile(r"# site rules line (\d+)\s*$")
 NFT_ERROR = re.compile(r"^(?P<file>[^:\s]+):(?P<line>\d+):(?P<col>[\d-]+): Error: (?P<message>.*)$")
 
@@ -93,6 +97,8 @@ def render(
         tproxy_table=TPROXY_TABLE,
         site=site_rules,
         site_chains=CHAINS,
+        heartbeat_seen_timeout=HEARTBEAT_SEEN_TIMEOUT,
+        passive_sources=[site.snat_address] if peer_addresses and site and site.snat_address else [],
     )
 
 
@@ -198,6 +204,27 @@ def counters() -> list[Counter]:
         if counter is not None:
             found.append(Counter(rule["chain"], rule.get("comment", ""), counter["packets"], counter["bytes"]))
     return found
+
+
+NFT_DURATION = re.compile(r"(\d+)(ms|d|h|m|s)")
+NFT_DURATION_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def nft_seconds(text: str) -> float:
+    """An nft duration ("59m58s120ms") in seconds."""
+    return sum(int(n) * NFT_DURATION_SECONDS[unit] for n, unit in NFT_DURATION.findall(text))
+
+
+def heartbeat_age(peer: IPAddress) -> float | None:
+    """Seconds since the peer's last heartbeat packet reached this node's firewall; None if none
+    arrived within HEARTBEAT_SEEN_TIMEOUT (or no firewall is loaded)."""
+    result = _nft(["list", "set", "inet", TABLE, f"heartbeat_seen_v{peer.version}"])
+    if result.returncode != 0:
+        return None
+    match = re.search(rf"(?<![\w:.]){re.escape(str(peer))}(?: timeout \S+)? expires (\S+?)[,\s}}]", result.stdout)
+    if not match:
+        return None
+    return max(0.0, HEARTBEAT_SEEN_SECONDS - nft_seconds(match.group(1)))
 
 
 def ruleset_text() -> str:

@@ -56,12 +56,30 @@ class OutboundSNAT:
 
 
 @dataclass(frozen=True)
+class HASettings:
+    """How the HA pair's heartbeat watches the peer (replicated with the site, so both nodes agree).
+
+    The outage at a failover is about `deadtime_ms` plus the takeover itself (moving the floating
+    IPs, some 0.1-0.5 s): see docs/cluster.md for the trade-off against false failovers."""
+
+    keepalive_ms: int = 100
+    deadtime_ms: int = 500
+    failback: bool = False
+
+    @property
+    def warntime_ms(self) -> int:
+        """heartbeat logs a late heartbeat after this (half the deadtime, heartbeat's own default)."""
+        return self.deadtime_ms // 2
+
+
+@dataclass(frozen=True)
 class Site:
     preset: Preset
     snat_address: IPAddress | None  # None only for the empty site of 'lbctl init'
     interface: str
     services: tuple[Service, ...] = field(default=())
     outbound_snat: tuple[OutboundSNAT, ...] = field(default=())
+    ha: HASettings = field(default=HASettings())
 
     @property
     def transparent(self) -> bool:

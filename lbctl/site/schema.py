@@ -16,7 +16,7 @@ from ..inputs.addresses import IPAddress, endpoint_text
 from ..inputs.types import LABEL, Address, AETitle, Boolean, Choice, Integer
 from .fields import SERVICE_SETTINGS
 from .healthchecks import CHECKS, PING_DEADLINE_SECONDS
-from .model import OutboundSNAT, Server, Service, Site
+from .model import HASettings, OutboundSNAT, Server, Service, Site
 from .preset import Preset, PresetError, ServiceDefaults, available_presets, load_preset
 
 DEFAULT_CALLING_AE_TITLE = "LBAPPLIANCE"
@@ -317,6 +317,30 @@ def _check_self_loops(scope: Scope, at: Cursor) -> None:
                 )
 
 
+def _check_transparent_topology(scope: Scope, at: Cursor) -> None:
+    """TPROXY (vendor guide 12.2): the real servers answer the client's own address, so their
+    replies must come back through the appliance, as their gateway. That needs them on a network
+    of the appliance's own interfaces; checked when network.yaml says which (no DHCP)."""
+    connected = at.context.get("connected_networks")
+    if connected is None:
+        return
+    for service in (scope.get("services") or {}).values():
+        if not service.transparent:
+            continue
+        for index, server in enumerate(service.servers):
+            if not any(server.address in network for network in connected):
+                at.problem(
+                    f"{server.address} is on none of the appliance's networks (network.yaml); a transparent "
+                    "service's real servers must route their replies back through the appliance, so they "
+                    "must be on one of its networks",
+                    "services",
+                    service.name,
+                    "servers",
+                    index,
+                    "address",
+                )
+
+
 def _build_site(scope: Scope) -> Site:
     preset: Preset = scope["preset"]
     order = {name: n for n, name in enumerate(preset.service_names)}
@@ -327,6 +351,7 @@ def _build_site(scope: Scope) -> Site:
         interface=scope["interface"],
         services=tuple(services),
         outbound_snat=scope["outbound_snat"],
+        ha=scope["ha"],
     )
 
 
@@ -390,6 +415,47 @@ OUTBOUND_SNAT = Table(
 )
 
 
+def _check_heartbeat_timing(scope: Scope, at: Cursor) -> None:
+    """heartbeat refuses to start when deadtime <= 2 x keepalive (heartbeat/config.c)."""
+    keepalive, deadtime = scope.get("keepalive_ms"), scope.get("deadtime_ms")
+    if keepalive is not None and deadtime is not None and deadtime <= 2 * keepalive:
+        at.problem(
+            f"must be more than twice keepalive_ms ({keepalive} ms): a peer is declared dead only after missing "
+            "at least two heartbeats",
+            "deadtime_ms",
+        )
+
+
+HA = Table(
+    (
+        Field(
+            "keepalive_ms",
+            Integer(50, 5000, "ms"),
+            "How often each node sends a heartbeat on each path.",
+            default=HASettings.keepalive_ms,
+        ),
+        Field(
+            "deadtime_ms",
+            Integer(200, 60000, "ms"),
+            "How long without a heartbeat before the passive node takes over. The outage is about this plus "
+            "0.1-0.5 s; shorter risks a takeover when a hypervisor pauses the active node (snapshot, vMotion).",
+            default=HASettings.deadtime_ms,
+        ),
+        Field(
+            "failback",
+            Boolean(),
+            "The primary takes the floating IPs back when it returns (heartbeat's auto_failback). Off: the "
+            "node that holds them keeps them, which avoids a second outage.",
+            default=HASettings.failback,
+        ),
+    ),
+    title="HA pair (`ha`)",
+    checks=(_check_heartbeat_timing,),
+    build=lambda s: HASettings(**s.values),
+    what="keepalive_ms, deadtime_ms, failback",
+)
+
+
 SITE = Table(
     (
         Field(
@@ -425,9 +491,15 @@ SITE = Table(
             "listed ports leave from an appliance address. Forwarding is enabled only for them.",
             default=(),
         ),
+        Field(
+            "ha",
+            HA,
+            "Heartbeat timing of an HA pair (used once the appliance is paired: `lbctl cluster pair`).",
+            default=HASettings(),
+        ),
     ),
     title="Site",
-    checks=(_check_addresses, _check_self_loops, _check_outbound_snat),
+    checks=(_check_addresses, _check_self_loops, _check_outbound_snat, _check_transparent_topology),
     build=_build_site,
     what="site keys (preset, snat_address, services, ...)",
 )

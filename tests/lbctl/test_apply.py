@@ -40,8 +40,10 @@ def test_apply_without_haproxy_running_puts_the_generation_in_place(tmp_path: Pa
     assert link(lbctl_env, "current") == "generations/0001" and link(lbctl_env, "last-good") is None
     generation = state_dir / "generations" / "0001"
     assert sorted(str(p.relative_to(generation)) for p in generation.rglob("*") if p.is_file()) == [
+        "floating-ips",
         "haproxy.cfg",
         "networkd/10-lb-eth0.network.d/50-lbctl-vips.conf",
+        "passive-ips",
         "services.json",
         "site.yaml",
     ]

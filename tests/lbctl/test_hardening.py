@@ -177,6 +177,39 @@ def test_an_appliance_port_on_its_own_address_is_refused() -> None:
         ]
 
 
+@pytest.mark.parametrize(
+    "network, problems",
+    [
+        # 10.0.52.0/24 is on eth1: the real servers can take the appliance as their gateway.
+        ("interfaces: {eth0: {address: 192.168.85.2/24}, eth1: {address: 10.0.52.2/24}}\n", []),
+        # Behind a router: their replies to the client's own address would not come back.
+        (
+            "interfaces: {eth0: {address: 192.168.85.2/24, gateway: 192.168.85.1}}\n",
+            [
+                "services.DICOM.servers[0].address: 10.0.52.10 is on none of the appliance's networks "
+                "(network.yaml); a transparent service's real servers must route their replies back through the "
+                "appliance, so they must be on one of its networks (line 10)"
+            ],
+        ),
+        # With DHCP the networks are not known here: nothing to check.
+        ("interfaces: {eth0: {dhcp: true}}\n", []),
+    ],
+    ids=["connected", "behind-a-router", "dhcp"],
+)
+def test_a_transparent_service_needs_its_real_servers_on_a_network_of_the_appliance(
+    network: str, problems: list[str]
+) -> None:
+    from lbctl.boot.provision import site_context
+
+    text = SITE.replace("    check: dicom-echo\n", "    check: dicom-echo\n    transparent: true\n")
+    try:
+        SITE_KIND.parse_text(text, site_context(network))
+        found: list[str] = []
+    except InputInvalid as err:
+        found = err.lines()
+    assert found == problems
+
+
 # --- 4. VIPs that cannot be bound, or that collide -------------------------------------------------
 
 

@@ -150,6 +150,7 @@ NETWORKD_KEYS: dict[str, dict[str, Any]] = {
         "DHCP": None,
         "LinkLocalAddressing": None,
         "IPv6AcceptRA": None,
+        "KeepConfiguration": None,
         "Address": ipaddress.ip_interface,
         "Gateway": ipaddress.ip_address,
         "DNS": ipaddress.ip_address,

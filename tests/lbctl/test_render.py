@@ -3,6 +3,7 @@ deterministic."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -11,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from builder import ROOT
 from lbctl.appliance import CHECK_SCRIPTS_DIR as CHECKS_DIR
-from lbctl.config.render import RenderSettings, render
+from lbctl.config.render import Peer, RenderSettings, render
 from lbctl.site.healthchecks import a_associate_rq
 from lbctl.site.model import empty_site
 from lbctl.site.schema import SITE_KIND
 from tests.helpers import haproxy_binaries
 from tests.lbctl.lbctl_cli import run_lbctl
 
-ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "site.yaml"
 SETTINGS = RenderSettings(
     version="test",
@@ -101,8 +102,10 @@ def test_every_generated_file_comes_from_the_renderer() -> None:
     files = rendered(EXAMPLE.read_text())
     assert sorted(files) == [
         "check-ping",
+        "floating-ips",
         "haproxy.cfg",
         "networkd/10-lb-eth0.network.d/50-lbctl-vips.conf",
+        "passive-ips",
         "services.json",
     ]
 
@@ -128,8 +131,10 @@ def test_render_command_writes_the_files_and_is_deterministic(tmp_path: Path) ->
     assert outputs[0] == outputs[1]
     assert set(outputs[0]) == {
         "check-ping",
+        "floating-ips",
         "haproxy.cfg",
         "services.json",
+        "passive-ips",
         "networkd/10-lb-eth0.network.d/50-lbctl-vips.conf",
     }
     assert os.access(tmp_path / "out0" / "check-ping", os.X_OK)
@@ -256,7 +261,8 @@ def test_networkd_dropin_lists_vips_and_snat_once_per_interface() -> None:
 
 def test_empty_site_has_no_services_and_no_addresses() -> None:
     files = render(empty_site(), SETTINGS)
-    assert sorted(files) == ["haproxy.cfg", "services.json"]
+    assert sorted(files) == ["floating-ips", "haproxy.cfg", "passive-ips", "services.json"]
+    assert "address replace" not in files["floating-ips"]
     assert "\nlisten " not in files["haproxy.cfg"]
     assert "peers lbpeers" in files["haproxy.cfg"] and "stats socket /run/haproxy/admin.sock" in files["haproxy.cfg"]
     assert json.loads(files["services.json"]) == {"preset": "pacs", "snat_address": None, "services": []}
@@ -298,3 +304,26 @@ def test_site_overrides_reach_the_configuration() -> None:
         "server S1 10.0.52.30:1533 id 42 weight 7 check",
     ):
         assert line in body, line
+
+
+def test_a_paired_node_floats_its_addresses_and_lists_both_peers() -> None:
+    """On an HA pair no networkd drop-in holds the VIPs: heartbeat's resource script adds the
+    floating-ips list (an ip -batch file) on the active node; the peers section names both nodes
+    by their own addresses, this node as the local peer."""
+    settings = dataclasses.replace(
+        SETTINGS,
+        clustered=True,
+        local_peer="lb1",
+        peers=(Peer("lb1", "192.168.85.2:7778"), Peer("lb2", "192.168.85.3:7778")),
+    )
+    files = render(SITE_KIND.parse_text(EXAMPLE.read_text()), settings)
+    assert not [name for name in files if name.startswith("networkd/")]
+    assert re.findall(r"^address replace (\S+) dev (\S+)$", files["floating-ips"], re.M) == [
+        ("192.168.85.4/32", "eth0"),
+        ("192.168.85.5/32", "eth0"),
+        ("192.168.85.8/32", "eth0"),
+    ]
+    config = files["haproxy.cfg"]
+    assert "    localpeer lb1\n" in config
+    assert "    peer lb1 192.168.85.2:7778\n    peer lb2 192.168.85.3:7778\n" in config
+    assert "127.0.0.1:7778" not in config

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from builder import ROOT
 from tests.lbctl.lbctl_cli import run_lbctl
 
 BASE = """\
@@ -176,7 +177,7 @@ CASES: list[tuple[str, str, list[str]]] = [
             'error: snat_address: missing: "Set Source Address": connections and health checks to the real servers '
             "leave from this address. The appliance adds it to `interface` (a floating IP on an HA pair). (line 1)",
             "error: snat_adress: unknown key (expected one of preset, snat_address, interface, services, "
-            "outbound_snat) (line 2)",
+            "outbound_snat, ha) (line 2)",
         ],
     ),
     (
@@ -370,7 +371,7 @@ def test_valid_site(tmp_path: Path) -> None:
 
 
 def test_example_site_is_valid() -> None:
-    example = Path(__file__).parents[2] / "examples" / "site.yaml"
+    example = ROOT / "examples" / "site.yaml"
     result = run_lbctl("validate", str(example))
     assert result.returncode == 0, result.stderr
     assert "9 service(s)" in result.stdout

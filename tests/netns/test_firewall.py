@@ -128,6 +128,7 @@ def test_the_peer_ports_answer_the_peer_only(firewalled: Appliance, lab: Lab) ->
         "node": {"name": "lb1", "addresses": [LB_CLIENT_SIDE]},
         "peer": {"name": "lb2", "addresses": [peer], "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBase64Key"},
         "paths": [{"interface": "eth0", "peer": peer}],
+        "heartbeat_key": "0" * 64,
     }
     (firewalled.data_dir / "cluster").mkdir(parents=True, exist_ok=True)
     (firewalled.data_dir / "cluster" / "cluster.yaml").write_text(yaml.safe_dump(cluster))
