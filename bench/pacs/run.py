@@ -10,8 +10,15 @@ with a real lbctl-applied configuration and HAProxy, then measures:
    not writing: --ignore, so the disk does not hide the proxy's cost), alternately
    - direct:   client -> real server, routed by the appliance namespace's kernel, no HAProxy;
    - through:  client -> DICOM VIP -> HAProxy -> the same real server (one real server, SNAT).
-   Medians of --runs pairs after one warm-up each; the goal is through/direct >= 0.9.
-2. concurrency: --associations DICOM associations opened through one VIP within about a second
+   Medians of --runs pairs after one warm-up each; the goal is through/direct >= 0.9. The
+   appliance's firewall is out of the way for both (its table deleted, forwarding on).
+2. firewall cost: the same C-STORE through the VIP with the appliance's nftables ruleset loaded
+   (lbctl's, in the appliance namespace, with the kernel's nftables) against none, in
+   --firewall-runs back-to-back pairs (the order swapped every pair, one second after each
+   toggle). The figure is the median of the pairs' ratios; the goal is on/off >= 0.97.
+3. firewall apply time: `lbctl firewall apply` (render, `nft -c`, `nft -f`) for the whole
+   preset, nine services, medians of --apply-runs.
+4. concurrency: --associations DICOM associations opened through one VIP within about a second
    (tests/netns/peers/echo_hold.py, a one-thread DICOM upper-layer client, from 20 client
    addresses, so both real servers get some), all held open together (HAProxy's own session
    count is read while they are), then each does a C-ECHO and releases. The real servers are
@@ -35,10 +42,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.machine import describe
+from bench.machine import describe, publish
 from lbctl.config import haproxy as runtime
 from tests.helpers import make_dicom_file
-from tests.netns.appliance import HAPROXY, Appliance
+from tests.netns.appliance import HAPROXY, NFT, Appliance
 from tests.netns.netlab import (
     CLIENT_ADDRESSES,
     SERVER_ADDRESSES,
@@ -48,6 +55,7 @@ from tests.netns.netlab import (
     missing_prerequisites,
     wait_until,
 )
+from tests.netns.sites import full_site
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -79,12 +87,24 @@ def storescu_seconds(lab: Lab, host: str, file: Path) -> float:
     return elapsed
 
 
-def throughput(lab: Lab, appliance: Appliance, workdir: Path, size_mb: int, runs: int) -> dict:
-    file = workdir / "big.dcm"
-    make_dicom_file(file, size_mb * 1024 * 1024)
+def firewall_off(lab: Lab) -> None:
+    """No appliance ruleset in the appliance namespace, and it routes (for the direct path)."""
+    lab.exec("lb", [NFT, "delete", "table", "inet", "lbappliance"], check=False)
+    lab.exec("lb", ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+
+
+def firewall_on(appliance: Appliance) -> None:
+    appliance.lbctl("firewall", "apply")
+    listed = appliance.lab.exec("lb", [NFT, "list", "table", "inet", "lbappliance"]).stdout
+    if "policy drop" not in listed:
+        raise RuntimeError("the appliance's ruleset is not loaded")
+
+
+def throughput(lab: Lab, appliance: Appliance, file: Path, runs: int) -> dict:
     size = file.stat().st_size
     appliance.apply(site(["s1"]))
     appliance.lbctl("status")  # healthy, or this raises
+    firewall_off(lab)
     direct_host = SERVER_ADDRESSES["s1"]
     storescu_seconds(lab, direct_host, file)  # warm-up: page cache, ARP, first fork
     storescu_seconds(lab, VIP_DICOM, file)
@@ -103,6 +123,63 @@ def throughput(lab: Lab, appliance: Appliance, workdir: Path, size_mb: int, runs
         "direct_median_MBps": round(direct_rate, 1),
         "through_median_MBps": round(through_rate, 1),
         "ratio_through_over_direct": round(through_rate / direct_rate, 3),
+    }
+
+
+def firewall_cost(lab: Lab, appliance: Appliance, file: Path, runs: int) -> dict:
+    """C-STORE through the DICOM VIP with the appliance's ruleset loaded and without, alternating."""
+    appliance.apply(site(["s1"]))
+    on: list[float] = []
+    off: list[float] = []
+
+    def measure(firewall: bool) -> float:
+        if firewall:
+            firewall_on(appliance)
+        else:
+            firewall_off(lab)
+        time.sleep(1)  # loading the ruleset runs lbctl (Python): let that CPU burst pass first
+        return storescu_seconds(lab, VIP_DICOM, file)
+
+    for n in range(runs + 1):  # the first pair warms up
+        # Alternate the order within each pair, so that a drift of the shared host's speed
+        # weighs on both sides alike.
+        order = (True, False) if n % 2 else (False, True)
+        seconds = {firewall: measure(firewall) for firewall in order}
+        if n:
+            on.append(seconds[True])
+            off.append(seconds[False])
+    firewall_on(appliance)
+    mb = file.stat().st_size / 1e6
+    return {
+        "runs": runs,
+        "on_seconds": on,
+        "off_seconds": off,
+        "on_median_MBps": round(mb / statistics.median(on), 1),
+        "off_median_MBps": round(mb / statistics.median(off), 1),
+        # Each pair is measured back to back, so its ratio cancels the host's drift, which on
+        # these shared machines moves single transfers by +-25 %: the median of the pairs'
+        # ratios is the figure; the ratio of the medians is kept beside it.
+        "ratio_on_over_off": round(statistics.median(b / a for a, b in zip(on, off, strict=True)), 3),
+        "ratio_of_medians": round(statistics.median(off) / statistics.median(on), 3),
+    }
+
+
+def firewall_apply(appliance: Appliance, runs: int) -> dict:
+    """`lbctl firewall apply` of the whole preset (nine services), wall time of the command."""
+    appliance.apply(full_site())
+    seconds = []
+    for _ in range(runs):
+        started = time.monotonic()
+        firewall_on(appliance)
+        seconds.append(time.monotonic() - started)
+    rules = appliance.lab.exec("lb", [NFT, "-a", "list", "table", "inet", "lbappliance"]).stdout.count("# handle")
+    return {
+        "services": len(full_site()["services"]),
+        "runs": runs,
+        "seconds": seconds,
+        "median_seconds": round(statistics.median(seconds), 3),
+        "rules_and_sets": rules,
+        "nft": appliance.lab.exec("lb", [NFT, "--version"]).stdout.strip(),
     }
 
 
@@ -162,6 +239,7 @@ def pacs_machine() -> dict:
 
 def markdown(results: dict) -> str:
     m, t, c = results["machine"], results["throughput"], results["concurrency"]
+    fc, fa = results["firewall_cost"], results["firewall_apply"]
     lines = [
         "# PACS bench: DICOM through the appliance's HAProxy",
         "",
@@ -187,6 +265,24 @@ def markdown(results: dict) -> str:
         f"| through the DICOM VIP (HAProxy, SNAT) | {statistics.median(t['through_seconds']):.2f} s "
         f"| {t['through_median_MBps']} MB/s |",
         f"| **ratio through / direct** | | **{t['ratio_through_over_direct']}** (goal >= 0.9) |",
+        "",
+        "## The firewall's cost",
+        "",
+        f"The same C-STORE through the DICOM VIP, the appliance's nftables ruleset loaded (on) or not (off), "
+        f"in {fc['runs']} back-to-back pairs after a warm-up pair (the order swapped every pair, each measured one "
+        "second after the toggle). The ratio is the median of the pairs' ratios, which cancels the host's drift "
+        f"(single transfers vary by about 25 % here); the ratio of the medians was {fc['ratio_of_medians']}.",
+        "",
+        "| firewall | median time | median throughput |",
+        "|---|---|---|",
+        f"| on | {statistics.median(fc['on_seconds']):.3f} s | {fc['on_median_MBps']} MB/s |",
+        f"| off | {statistics.median(fc['off_seconds']):.3f} s | {fc['off_median_MBps']} MB/s |",
+        f"| **ratio on / off** | | **{fc['ratio_on_over_off']}** (goal >= 0.97) |",
+        "",
+        f"Loading the ruleset of the whole preset ({fa['services']} services, {fa['rules_and_sets']} rules and "
+        f"sets; `lbctl firewall apply`: render, `nft -c`, `nft -f`, {fa['nft']}): median "
+        f"**{fa['median_seconds']:.2f} s** of {fa['runs']} runs "
+        f"(min {min(fa['seconds']):.2f} s, max {max(fa['seconds']):.2f} s). Most of it is lbctl's Python start-up.",
         "",
         f"## {c['associations']} concurrent C-ECHO associations through one VIP",
         "",
@@ -219,6 +315,8 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--associations", type=int, default=500)
     parser.add_argument("--concurrency-runs", type=int, default=3)
+    parser.add_argument("--firewall-runs", type=int, default=25)
+    parser.add_argument("--apply-runs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     problems = missing_prerequisites()
@@ -238,24 +336,26 @@ def main() -> int:
                 server, f"{server}-storescp", ["/usr/bin/storescp", "-dhl", "--fork", "--ignore", "-ts", "0", "104"]
             )
             lab.wait_port(server, "0.0.0.0", 104)
-        appliance = Appliance(lab)
+        appliance = Appliance(lab, firewall=True)
         appliance.apply(site(["s1"]))
         appliance.start()
+        file = workdir / "big.dcm"
+        make_dicom_file(file, args.size_mb * 1024 * 1024)
         results = {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": pacs_machine(),
-            "throughput": throughput(lab, appliance, workdir, args.size_mb, args.runs),
+            "throughput": throughput(lab, appliance, file, args.runs),
+            "firewall_cost": firewall_cost(lab, appliance, file, args.firewall_runs),
             "concurrency": concurrency(lab, appliance, workdir, args.associations, args.concurrency_runs),
+            # Last: the whole preset, which later single-service sites would have to --remove.
+            "firewall_apply": firewall_apply(appliance, args.apply_runs),
         }
     finally:
         if appliance is not None:
             appliance.close()
         lab.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "results.md").write_text(markdown(results))
-    print(markdown(results))
+    publish(args.out, "results", results, markdown(results))
     return 0
 
 
