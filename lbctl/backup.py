@@ -6,27 +6,37 @@ on this node and cannot regenerate:
     backup.json                     what it is: format, appliance version, host name, time (UTC)
     site.yaml                       the applied site (the current generation's own copy)
     firewall/site-rules.nft         the site's own rules file, if any
-    cluster/<file>                  the HA pair's files, if paired (cluster.yaml, keys, pinned host key)
+    cluster/cluster.yaml            the HA pair, if paired (with the peer's pinned host key)
+    cluster/id_ed25519              this node's cluster key
+    cluster/authorized_keys         the peer's cluster key, as admitted here
 
 The lockdown (firewall.yaml) is left out on purpose: a lockdown change goes through commit-confirm
 (`lbctl firewall lockdown`) so that it cannot lock the operator out, and a restore would bypass it.
 network.yaml and the admin credentials are provisioning inputs and stay as they are.
 
-Restore reads only the members above (regular files, at most MAX_MEMBER_BYTES each), validates
-everything before it changes anything, then applies the site locally. A restored member of an HA
-pair keeps heartbeat stopped (`held`) until `lbctl cluster join`, as the vendor does: a node put
-back from an old backup must never grab the floating IPs from the node that served meanwhile.
+Restore reads only the members above (regular files, at most MAX_MEMBER_BYTES each and
+MAX_ARCHIVE_BYTES together, unpacked), checks every one before it changes anything (the site and
+cluster.yaml by the engine, cluster.yaml's node against this host, each key parsed), then writes
+the pair's files through pairing's own writer (authorized_keys and known_hosts anew from the keys)
+and applies the site locally; if that fails, every file it wrote is put back. A restored member
+of an HA pair keeps heartbeat stopped (`held`) until `lbctl cluster join`, as the vendor does: a
+node put back from an old backup must never grab the floating IPs from the node that served
+meanwhile.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import re
 import socket
 import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from .appliance import Paths, appliance_version
 from .fileio import write_atomic
@@ -34,6 +44,8 @@ from .inputs import InputInvalid
 
 FORMAT = "lbappliance-backup-1"
 MAX_MEMBER_BYTES = 1 << 20  # 1 MiB: a site file or a key is a few KiB
+# The whole archive, decompressed, headers included (a small gzip can hold a huge tar header).
+MAX_ARCHIVE_BYTES = 8 << 20
 
 
 class BackupError(Exception):
@@ -43,9 +55,7 @@ class BackupError(Exception):
 def _cluster_members() -> dict[str, Path]:
     from .cluster import state
 
-    return {
-        f"cluster/{p.name}": p for p in (state.STATE_FILE, state.CLUSTER_KEY, state.KNOWN_HOSTS, state.AUTHORIZED_KEYS)
-    }
+    return {f"cluster/{p.name}": p for p in (state.STATE_FILE, state.CLUSTER_KEY, state.AUTHORIZED_KEYS)}
 
 
 def _members() -> dict[str, Path | None]:
@@ -103,7 +113,14 @@ def read_backup(path: Path) -> Backup:
     allowed = _members()
     result = Backup()
     try:
-        with tarfile.open(path, mode="r:gz") as tar:
+        with gzip.open(path, "rb") as compressed:
+            data = compressed.read(MAX_ARCHIVE_BYTES + 1)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise BackupError(f"{path}: not a readable backup ({exc})") from None
+    if len(data) > MAX_ARCHIVE_BYTES:
+        raise BackupError(f"{path}: larger than {MAX_ARCHIVE_BYTES >> 20} MiB unpacked: not a backup of this appliance")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             for info in tar:
                 if info.name not in allowed:
                     raise BackupError(f"{path}: member {info.name!r} is not part of a backup")
@@ -131,13 +148,15 @@ def read_backup(path: Path) -> Backup:
 def _check(backup: Backup, scratch: Path) -> None:
     """Every member validated by its own engine before anything changes (InputInvalid's lines
     name the member, the field and the line)."""
-    from .cli import site_context
     from .cluster.model import CLUSTER_KIND
     from .firewall.siterules import parse as parse_site_rules
     from .site.schema import SITE_KIND
 
     problems: list[str] = []
-    for name, kind, context in (("site.yaml", SITE_KIND, site_context()), ("cluster/cluster.yaml", CLUSTER_KIND, None)):
+    for name, kind, context in (
+        ("site.yaml", SITE_KIND, _site_context()),
+        ("cluster/cluster.yaml", CLUSTER_KIND, None),
+    ):
         if name not in backup.files:
             continue
         staged = scratch / name.replace("/", "-")
@@ -146,6 +165,13 @@ def _check(backup: Backup, scratch: Path) -> None:
             kind.read(str(staged), context) if context is not None else kind.read(str(staged))
         except InputInvalid as exc:
             problems += [f"backup member {name}: {line.replace(str(staged) + ': ', '')}" for line in exc.lines()]
+    cluster_files = sorted(name for name in backup.files if name.startswith("cluster/"))
+    if cluster_files and not backup.paired:
+        problems.append(
+            f"backup members {', '.join(cluster_files)}: without cluster/cluster.yaml they belong to no pair"
+        )
+    if backup.paired:
+        problems += [f"backup member {name}: {reason}" for name, reason in _check_cluster_files(backup)]
     rules = backup.files.get("firewall/site-rules.nft")
     if rules is not None:
         try:
@@ -158,11 +184,80 @@ def _check(backup: Backup, scratch: Path) -> None:
         raise BackupError("the backup is refused, nothing was changed:\n  " + "\n  ".join(problems))
 
 
+AUTHORIZED_LINE = re.compile(r'restrict,command="[^"]*" (ssh-ed25519 [A-Za-z0-9+/=]+) lbappliance-cluster')
+
+
+def peer_cluster_key(backup: Backup) -> str:
+    """The peer's cluster key from the backup's authorized_keys (one line, as link.authorize()
+    writes it); LinkError or ValueError when it is anything else."""
+    from .cluster import link
+
+    lines = backup.files.get("cluster/authorized_keys", b"").decode().splitlines()
+    match = AUTHORIZED_LINE.fullmatch(lines[0]) if len(lines) == 1 else None
+    if not match:
+        raise ValueError("not the one line of the peer's cluster key that pairing writes")
+    return link.checked_public_key(match.group(1))
+
+
+def _check_cluster_files(backup: Backup) -> list[tuple[str, str]]:
+    """(member, reason) for every pair file that restore could not use as it is."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+
+    from .cluster import link
+    from .cluster.model import CLUSTER_KIND
+    from .cluster.pairing import hostname
+
+    problems = []
+    for name in ("cluster/id_ed25519", "cluster/authorized_keys"):
+        if name not in backup.files:
+            problems.append((name, "missing: a pair's backup holds it"))
+    try:
+        cluster = CLUSTER_KIND.parse_text(backup.files["cluster/cluster.yaml"].decode())
+        if cluster.node.name != hostname():
+            problems.append(
+                ("cluster/cluster.yaml", f"is node {cluster.node.name!r}'s, and this appliance is {hostname()!r}")
+            )
+    except (InputInvalid, UnicodeDecodeError):
+        pass  # reported by _check with every line
+    if "cluster/id_ed25519" in backup.files:
+        try:
+            key = load_ssh_private_key(backup.files["cluster/id_ed25519"], None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ValueError("not an Ed25519 key")
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            problems.append(("cluster/id_ed25519", f"not an unencrypted OpenSSH Ed25519 private key ({exc})"))
+    if "cluster/authorized_keys" in backup.files:
+        try:
+            peer_cluster_key(backup)
+        except (ValueError, UnicodeDecodeError, link.LinkError) as exc:
+            problems.append(("cluster/authorized_keys", str(exc)))
+    return problems
+
+
+def _written_by_restore() -> list[Path]:
+    from .cluster import state
+    from .firewall.ruleset import SITE_RULES_FILE
+
+    return [
+        SITE_RULES_FILE,
+        state.STATE_FILE,
+        state.CLUSTER_KEY,
+        state.CLUSTER_KEY.with_suffix(".pub"),
+        state.KNOWN_HOSTS,
+        state.AUTHORIZED_KEYS,
+        state.HOLD_FILE,
+    ]
+
+
 def restore(paths: Paths, path: Path) -> list[str]:
     """Put a backup back on this node and apply its site here (never replicated). Returns notes.
-    Raises BackupError (nothing changed) or ApplyError (the previous configuration stays)."""
+    Members the backup does not hold stay as they are on the node. Raises BackupError (nothing
+    changed), or ApplyError after every file restore wrote was put back as it was."""
     from .cluster import heartbeat, pairing, state
+    from .cluster.model import CLUSTER_KIND
     from .config.apply import apply_site
+    from .firewall.ruleset import SITE_RULES_FILE
     from .site.schema import SITE_KIND
 
     backup = read_backup(path)
@@ -170,29 +265,49 @@ def restore(paths: Paths, path: Path) -> list[str]:
     scratch.mkdir(parents=True, exist_ok=True)
     try:
         _check(backup, scratch)
-        if state.paired() and not backup.paired:
-            raise BackupError(
-                "this appliance is paired and the backup is of a single appliance: 'lbctl cluster unpair' first"
-            )
-        site_file = scratch / "site.yaml"
-        site = SITE_KIND.read(str(site_file))
-        notes = []
-        if backup.paired:
-            # Held before heartbeat could start on the restored files.
-            pairing.hold()
-            if heartbeat.running():
-                heartbeat.stop()
-                notes.append("heartbeat stopped")
-        for name, where in _members().items():
-            if where is not None and name in backup.files:
-                write_atomic(where, backup.files[name], mode=0o600)
-        outcome = apply_site(paths, site, site_file.read_text(), allowed_removals=None)
-        notes.append(f"site applied as generation {outcome.generation.name}")
-        if backup.paired:
-            pairing.install_heartbeat(paths, pairing.load_cluster())
-            notes.append("heartbeat held until 'lbctl cluster join'")
-        return notes
+        site_text = (scratch / "site.yaml").read_text()
     finally:
         for leftover in scratch.iterdir():
             leftover.unlink()
         scratch.rmdir()
+    if state.paired() and not backup.paired:
+        raise BackupError(
+            "this appliance is paired and the backup is of a single appliance: 'lbctl cluster unpair' first"
+        )
+    site = SITE_KIND.parse_text(site_text, _site_context())
+    cluster = CLUSTER_KIND.parse_text(backup.files["cluster/cluster.yaml"].decode()) if backup.paired else None
+    saved = {p: (p.read_bytes() if p.exists() else None) for p in _written_by_restore()}
+    was_running = heartbeat.running()
+    notes = []
+    try:
+        if cluster is not None:
+            pairing.hold()  # before anything could start heartbeat on the restored files
+            if was_running:
+                heartbeat.stop()
+                notes.append("heartbeat stopped")
+        rules = backup.files.get("firewall/site-rules.nft")
+        if rules is not None:
+            write_atomic(SITE_RULES_FILE, rules, mode=0o600)
+        if cluster is not None:
+            pairing.write_cluster(cluster, peer_cluster_key(backup), backup.files["cluster/id_ed25519"])
+        outcome = apply_site(paths, site, site_text, allowed_removals=None)
+        notes.append(f"site applied as generation {outcome.generation.name}")
+        if cluster is not None:
+            pairing.install_heartbeat(paths, cluster)
+            notes.append("heartbeat held until 'lbctl cluster join'")
+    except BaseException:
+        for where, data in saved.items():
+            if data is None:
+                where.unlink(missing_ok=True)
+            else:
+                write_atomic(where, data, mode=0o600)
+        if was_running:
+            heartbeat.start()  # not held before: the node rejoins as it was
+        raise
+    return notes
+
+
+def _site_context() -> dict[str, object]:
+    from .boot.provision import site_context
+
+    return site_context(None)

@@ -612,11 +612,12 @@ def cluster() -> None:
 
 def _cluster_call(action: Any, *args: Any) -> Any:
     from .cluster.heartbeat import HeartbeatError
+    from .cluster.link import LinkError
     from .cluster.pairing import ClusterError
 
     try:
         return action(*args)
-    except (ClusterError, HeartbeatError, ApplyError) as exc:
+    except (ClusterError, HeartbeatError, LinkError, ApplyError) as exc:
         fail(str(exc))
     except InputInvalid as exc:
         fail([f"error: {line}" for line in exc.lines()])
@@ -750,6 +751,11 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # a traceback helps no operator; LBCTL_DEBUG=1 shows it
+        from .cluster.model import ClusterStateError
+
+        if isinstance(exc, ClusterStateError):
+            click.echo(f"error: {exc}; 'lbctl cluster unpair' dissolves the pair on this node", err=True)
+            sys.exit(1)
         if os.environ.get("LBCTL_DEBUG"):
             raise
         click.echo(f"error: lbctl: unexpected {type(exc).__name__}: {exc}", err=True)

@@ -195,6 +195,7 @@ def main() -> int:
     timing = f"ha: {{keepalive_ms: {args.keepalive_ms}, deadtime_ms: {args.deadtime_ms}}}"
     site = SITE.replace("ha: {keepalive_ms: 250, deadtime_ms: 2500}", timing)
     clients = [f"10.210.0.{CLIENT_BASE + i}" for i in range(args.clients)]
+    machine = describe()  # before the VMs load the machine
     with tempfile.TemporaryDirectory(prefix="bench-ha-") as scratch:
         tmp = Path(scratch)
         keys = provision.make_ssh_key(tmp)
@@ -218,7 +219,7 @@ def main() -> int:
     deadtime = args.deadtime_ms / 1000
     results = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": describe(),
+        "machine": machine,
         "accel": "KVM" if qemu.kvm_usable() else "TCG, no KVM",
         "keepalive_ms": args.keepalive_ms,
         "deadtime_ms": args.deadtime_ms,

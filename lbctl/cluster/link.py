@@ -35,6 +35,28 @@ class LinkError(Exception):
     """The peer could not be reached, refused us, or answered nonsense."""
 
 
+ED25519_PREFIX = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20"  # RFC 8709 section 4: string, string(32)
+
+
+def checked_public_key(text: object) -> str:
+    """`text` if it is exactly one OpenSSH Ed25519 public key, "ssh-ed25519 <base64>" (RFC 8709),
+    with nothing else: no options, no comment, no second line. Every key that reaches
+    authorized_keys or known_hosts comes through here (a newline there would add a line without
+    the forced command). Raises LinkError."""
+    if not isinstance(text, str):
+        raise LinkError("the key is not text")
+    words = text.split(" ")
+    if len(words) != 2 or words[0] != "ssh-ed25519" or not words[1].isascii():
+        raise LinkError("the key is not one 'ssh-ed25519 <base64>' public key")
+    try:
+        blob = base64.b64decode(words[1], validate=True)
+    except ValueError:
+        raise LinkError("the key is not one 'ssh-ed25519 <base64>' public key") from None
+    if len(blob) != len(ED25519_PREFIX) + 32 or not blob.startswith(ED25519_PREFIX):
+        raise LinkError("the key is not one 'ssh-ed25519 <base64>' public key")
+    return text
+
+
 def fingerprint(public_key: str) -> bytes:
     """SHA-256 of an OpenSSH public key's blob (what `ssh-keygen -l` shows, unencoded)."""
     blob = base64.b64decode(public_key.split()[1])
@@ -88,11 +110,14 @@ def known_hosts_line(address: str, host_key: str) -> str:
 
 
 def pin(addresses: tuple[str, ...], host_key: str, path: Path | None = None) -> None:
+    host_key = checked_public_key(host_key)
     write_atomic(path or KNOWN_HOSTS, "".join(known_hosts_line(a, host_key) for a in addresses), 0o600)
 
 
 def authorize(public_key: str, command: str, path: Path | None = None, expiry: str | None = None) -> None:
-    """Admit `public_key` to run `command` only (restrict: no shell, pty or forwarding)."""
+    """Admit `public_key` to run `command` only (restrict: no shell, pty or forwarding).
+    Raises LinkError if the key is not exactly one Ed25519 public key."""
+    public_key = checked_public_key(public_key)
     options = f'restrict,command="{LBCTL} cluster {command}"'
     if expiry:
         options += f',expiry-time="{expiry}"'

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..appliance import INTERFACES
-from ..inputs import Field, InputKind, ListOf, Table
+from ..inputs import Cursor, Field, InputInvalid, InputKind, ListOf, Scope, Table
 from ..inputs.addresses import IPAddress
 from ..inputs.types import SHORT_HOST_NAME, Address, Choice, Text
 
@@ -62,7 +62,7 @@ PEER = Table(
         *NODE_FIELDS,
         Field(
             "host_key",
-            Text(r"(ssh-ed25519|ecdsa-sha2-nistp256) [A-Za-z0-9+/=]+", "an OpenSSH public host key", 2000),
+            Text(r"ssh-ed25519 [A-Za-z0-9+/=]+", "an OpenSSH Ed25519 public host key", 200),
             "The peer's SSH host key, pinned at pairing.",
             required=True,
         ),
@@ -80,6 +80,34 @@ PATH = Table(
     build=lambda s: HeartbeatPath(**s.values),
     what="interface, peer",
 )
+
+
+def _check_pair(scope: Scope, at: Cursor) -> None:
+    """The two nodes are two, and the paths lead to the peer: a cluster.yaml that says otherwise
+    (restored from another node's backup, edited by hand) would give HAProxy a peers section it
+    refuses, or heartbeat a path to nowhere."""
+    from .link import LinkError, checked_public_key
+
+    node, peer, paths = scope.get("node"), scope.get("peer"), scope.get("paths")
+    if node is None or peer is None:
+        return
+    if node.name == peer.name:
+        at.problem(f"is {peer.name!r}, the name of this node too: the two nodes need their own names", "peer")
+    shared = sorted(str(a) for a in set(node.addresses) & set(peer.addresses))
+    if shared:
+        at.problem(f"{', '.join(shared)} is an address of both nodes", "peer")
+    try:
+        checked_public_key(peer.host_key)
+    except LinkError as exc:
+        at.problem(f"host_key: {exc}", "peer")
+    for path in paths or ():
+        if path.peer not in peer.addresses:
+            at.problem(f"{path.interface} -> {path.peer}: not one of the peer's addresses", "paths")
+    interfaces = [p.interface for p in paths or ()]
+    for twice in sorted({i for i in interfaces if interfaces.count(i) > 1}):
+        at.problem(f"{twice} has more than one path (one ucast line per interface)", "paths")
+
+
 CLUSTER = Table(
     (
         Field("role", Choice(("primary", "secondary"), "a role"), "This node's role.", required=True),
@@ -95,6 +123,7 @@ CLUSTER = Table(
         Field("ping_node", Address(use="a ping node"), "A node both should reach (the gateway)."),
     ),
     title="cluster.yaml",
+    checks=(_check_pair,),
     build=lambda s: ClusterConfig(**s.values),
     what="role, node, peer, paths, heartbeat_key",
 )
@@ -102,6 +131,15 @@ CLUSTER_KIND: InputKind[ClusterConfig] = InputKind("cluster", "cluster.yaml", CL
 
 
 def load_cluster() -> ClusterConfig:
+    """This node's cluster.yaml. A damaged one raises ClusterStateError naming the file and every
+    problem (the commands print it as one error, and 'lbctl cluster unpair' still works)."""
     from .state import STATE_FILE
 
-    return CLUSTER_KIND.read(str(STATE_FILE))
+    try:
+        return CLUSTER_KIND.read(str(STATE_FILE))
+    except InputInvalid as exc:
+        raise ClusterStateError(f"{STATE_FILE} is damaged: " + "; ".join(exc.lines())) from None
+
+
+class ClusterStateError(Exception):
+    """This node's cluster.yaml cannot be read."""

@@ -40,7 +40,7 @@ from ..fileio import write_atomic
 from ..inputs import InputInvalid
 from ..inputs.addresses import IPAddress, IPInterface
 from . import floating, heartbeat, link
-from .model import CLUSTER_KIND, ClusterConfig, HeartbeatPath, Node, load_cluster
+from .model import CLUSTER_KIND, ClusterConfig, ClusterStateError, HeartbeatPath, Node, load_cluster
 from .state import (
     AUTHORIZED_KEYS,
     CLUSTER_DIR,
@@ -367,8 +367,10 @@ def accept_pairing(paths: Paths, request: dict[str, Any]) -> dict[str, Any]:
             apply_site(paths, SITE_KIND.parse_text(site_text, site_context(None)), site_text, allowed_removals=None)
         else:
             reapply(paths)
+        # heartbeat starts when the primary asks ("start"), once its own runs: started here, it
+        # could declare the primary dead while the primary still reloads (initdead) and take the
+        # floating IPs from it.
         install_heartbeat(paths, cluster)
-        heartbeat.start()
     except Exception as exc:
         undo_pairing(paths)
         raise ClusterError(f"the peer could not take the pair's configuration: {exc}") from None
@@ -409,6 +411,8 @@ def pair(paths: Paths, address: str, token_text: str, say: Any = print) -> Clust
     except ValueError:
         raise ClusterError(f"--peer {address!r} is not an IP address") from None
     own = interface_addresses(paths)
+    if any(ipaddress.ip_interface(a).ip == peer_ip for addresses in own.values() for a in addresses):
+        raise ClusterError(f"{peer_ip} is this appliance's own address: --peer is the other appliance's")
     if not heartbeat_paths(own, {"any": [f"{peer_ip}/{peer_ip.max_prefixlen}"]}):
         raise ClusterError(
             f"{peer_ip} is on none of this appliance's subnets ({', '.join(a for v in own.values() for a in v)}); "
@@ -439,57 +443,83 @@ def pair(paths: Paths, address: str, token_text: str, say: Any = print) -> Clust
         "heartbeat_key": heartbeat_key,
         "site": current_site_text(paths),
     }
-    scratch = Path(CLUSTER_DIR / ".pairing")
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True, mode=0o700)
     try:
-        known = scratch / "known_hosts"
-        link.pin((str(peer_ip),), host_key, known)
-        derived = scratch / "key"
-        write_atomic(derived, _openssh_private(token.private_key()).decode(), 0o600)
-        say(f"sending the pairing request and the configuration to {peer_ip}")
-        try:
-            answer = link.Peer(str(peer_ip), derived, known).request(request)
-        except link.LinkError as exc:
-            if "Permission denied" in str(exc) or "refused this node's key" in str(exc):
-                raise ClusterError(
-                    f"{peer_ip} refused the token (expired, already used, or from another appliance); "
-                    "nothing was changed"
-                ) from None
-            raise ClusterError(f"{exc}; nothing was changed") from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        with _scratch_peer(str(peer_ip), host_key, token.private_key()) as by_token:
+            say(f"sending the pairing request and the configuration to {peer_ip}")
+            answer = by_token.request(request)
+    except link.LinkError as exc:
+        if "Permission denied" in str(exc) or "refused this node's key" in str(exc):
+            raise ClusterError(
+                f"{peer_ip} refused the token (expired, already used, or from another appliance); nothing was changed"
+            ) from None
+        # The peer may have committed before the link broke: it then admits our new cluster key.
+        raise ClusterError(f"{exc}; {_take_back(str(peer_ip), host_key, key)}") from None
     if not answer.get("ok"):
         raise ClusterError(f"{answer.get('error', 'the peer refused the pairing')}; nothing was changed")
-    paths_ = heartbeat_paths(own, answer["interfaces"])
-    cluster = ClusterConfig(
-        role="primary",
-        node=Node(hostname(), tuple(own_address_towards(paths_, own))),
-        peer=Node(answer["name"], tuple(p.peer for p in paths_), answer["host_key"]),
-        paths=tuple(paths_),
-        heartbeat_key=heartbeat_key,
-        ping_node=gateway(paths_[0].interface) if paths_ else None,
-    )
-    say(f"{cluster.peer.name} joined as the secondary; configuring this node as the primary")
     try:
-        write_cluster(cluster, answer["cluster_key"], _openssh_private(key))
+        paths_ = heartbeat_paths(own, answer["interfaces"])
+        cluster = ClusterConfig(
+            role="primary",
+            node=Node(hostname(), tuple(own_address_towards(paths_, own))),
+            # The host key the token vouched for, not the one the answer names.
+            peer=Node(str(answer["name"]), tuple(p.peer for p in paths_), host_key),
+            paths=tuple(paths_),
+            heartbeat_key=heartbeat_key,
+            ping_node=gateway(paths_[0].interface) if paths_ else None,
+        )
+        say(f"{cluster.peer.name} joined as the secondary; configuring this node as the primary")
+        write_cluster(cluster, link.checked_public_key(answer["cluster_key"]), _openssh_private(key))
         with floating_kept():
             reapply(paths)
             install_heartbeat(paths, cluster)
             heartbeat.start()
+        say(f"heartbeat runs here; starting it on {cluster.peer.name}")
+        started = peer_link(cluster).request({"op": "start"}, timeout=60)
+        if not started.get("ok"):
+            raise ClusterError(f"{cluster.peer.name} could not start heartbeat: {started.get('error')}")
     except Exception as exc:
-        detail = str(exc)
+        detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, TypeError)) else str(exc)
+        taken_back = _take_back(str(peer_ip), host_key, key)
+        if heartbeat.running():
+            heartbeat.stop()
         clear_cluster()
-        try:
-            link.Peer(str(peer_ip)).request({"op": "unpair"}, timeout=60)
-        except link.LinkError:
-            pass
         reapply(paths)
-        raise ClusterError(
-            f"this node could not take the pair's configuration ({detail}); both are single again"
-        ) from None
+        raise ClusterError(f"this node could not take the pair's configuration ({detail}); {taken_back}") from None
     record_replication(True, f"paired; {cluster.peer.name} applied the site", answer.get("site_digest"))
     return cluster
+
+
+@contextmanager
+def _scratch_peer(address: str, host_key: str, private_key: Any) -> Iterator[link.Peer]:
+    """A link to the peer with a key that is not (yet) this node's cluster key."""
+    scratch = CLUSTER_DIR / ".pairing"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True, mode=0o700)
+    try:
+        known = scratch / "known_hosts"
+        link.pin((address,), host_key, known)
+        write_atomic(scratch / "key", _openssh_private(private_key).decode(), 0o600)
+        yield link.Peer(address, scratch / "key", known)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _take_back(address: str, host_key: str, key: Any) -> str:
+    """After a pairing failed on this side: if the peer committed (it admits our new cluster key),
+    it leaves the pair again. Returns what became of the peer, for the error line."""
+    try:
+        with _scratch_peer(address, host_key, key) as by_cluster_key:
+            answer = by_cluster_key.request({"op": "unpair"}, timeout=90)
+    except link.LinkError as exc:
+        if "Permission denied" in str(exc) or "refused this node's key" in str(exc):
+            return "the peer had not taken the pairing; nothing was changed"
+        return (
+            f"the peer could not be told ({exc}): run 'lbctl cluster status' there, "
+            "and 'lbctl cluster unpair' if it says paired"
+        )
+    if answer.get("ok"):
+        return "the peer had taken the pairing and left it again; both are single appliances as before"
+    return f"the peer could not leave the pair ({answer.get('error')}): run 'lbctl cluster unpair' there"
 
 
 # --- replication and requests between the nodes -----------------------------------------------
@@ -534,7 +564,8 @@ def receive(paths: Paths, request: dict[str, Any]) -> dict[str, Any]:
 
     apply   {"site": text}: validate and apply it here (the secondary only)
     status  this node's role, state and site digest
-    unpair  dissolve the pair on this side (heartbeat stopped, services removed)
+    start   start heartbeat (the last step of pairing, once the primary's own runs)
+    unpair  dissolve the pair on this side (heartbeat stopped; a secondary drops its services)
     """
     op = request.get("op")
     if op == "status":
@@ -556,8 +587,16 @@ def receive(paths: Paths, request: dict[str, Any]) -> dict[str, Any]:
         sync_heartbeat(paths)
         done = f"generation {outcome.generation.name}" if outcome.changed else "unchanged"
         return {"ok": True, "outcome": done, "site_digest": site_digest(text)}
+    if op == "start":
+        if not paired():
+            raise ClusterError("this node is not paired")
+        heartbeat.start()
+        return {"ok": True}
     if op == "unpair":
-        dissolve(paths, keep_services=False)
+        if not paired():
+            raise ClusterError("this node is not paired")
+        # The primary keeps its services whichever node asked (as unpair() on the primary does).
+        dissolve(paths, keep_services=load_cluster().primary)
         return {"ok": True}
     if op == "pair":
         raise ClusterError("this node is already paired")
@@ -649,7 +688,12 @@ def unpair(paths: Paths) -> str:
     this node leaves anyway and says so (the peer then needs 'lbctl cluster unpair' itself)."""
     if not paired():
         raise ClusterError("this appliance is not paired")
-    cluster = load_cluster()
+    try:
+        cluster = load_cluster()
+    except ClusterStateError as exc:
+        # Who the peer is cannot be read: leave alone, keeping the services (the safer guess).
+        dissolve(paths, keep_services=True)
+        return f"{exc}; this node left the pair and kept its services: run 'lbctl cluster unpair' on the peer too"
     note = f"{cluster.peer.name} left the pair and dropped its services"
     try:
         answer = peer_link(cluster).request({"op": "unpair"}, timeout=90)

@@ -8,8 +8,10 @@ so does provisioning at every boot (/run is empty after a reboot).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 from ..appliance import NETWORKD_DIR, REAL_NETWORKD_DIR
@@ -76,4 +78,24 @@ def reload_networkd() -> str | None:
     result = subprocess.run(["networkctl", "reload"], capture_output=True, text=True)
     if result.returncode != 0:
         raise NetworkError(f"networkctl reload failed: {(result.stderr or result.stdout).strip()}")
+    wait_configured()
     return None
+
+
+def wait_configured(timeout: float = 10.0) -> None:
+    """Return once networkd has finished reconfiguring every link (none 'pending', 'initialized'
+    or 'configuring'; networkctl(1), list --json), or after `timeout` seconds. networkd adds and
+    drops addresses after 'networkctl reload' has returned: on an HA pair, the floating IPs must
+    be placed after that, or networkd removes them again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            out = subprocess.run(
+                ["networkctl", "list", "--json=short"], capture_output=True, text=True, timeout=10
+            ).stdout
+            links = json.loads(out or "{}").get("Interfaces", [])
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            return
+        if not any(link.get("AdministrativeState") in ("pending", "initialized", "configuring") for link in links):
+            return
+        time.sleep(0.2)

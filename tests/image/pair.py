@@ -142,7 +142,7 @@ def booted_pair(kvm_disk: Path, workdir: Path, ssh_keypair: tuple[Path, str], si
         ns.add_bridge("br1", "10.211.0.1/24")
         the_pair = Pair(ns, workdir)
         for server, port in PORTS.items():
-            (workdir / server).mkdir()
+            (workdir / server).mkdir(parents=True)
             log = (workdir / f"{server}.log").open("w")
             scps.append(
                 ns.popen(

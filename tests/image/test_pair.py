@@ -3,7 +3,8 @@
 The lab (two VMs, two bridges, the gateway, the client and two real servers) is in pair.py.
 
 The tests are one story, in this order (each builds on the state the one before left): failed
-pairings change nothing; pairing; the passive node's checks; persistence across a hard power-off
+pairings change nothing; pairing; the passive node's checks; addresses changed by hand put
+back; persistence across a hard power-off
 of the active node (the failover time is measured, bench/ha has the series); the old primary
 back as passive; replication (and a site the secondary refuses); one heartbeat path cut; the
 ping node lost; takeover/standby; a restore held until join; unpair.
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import artifact
-from tests.image.pair import GATEWAY, NODE_ADDRESS, SITE, Pair, booted_pair
+from tests.image.pair import GATEWAY, NODE_ADDRESS, SITE, SNAT, VIP, Pair, booted_pair
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,18 @@ def test_the_passive_node_sees_its_real_servers_up(pair: Pair) -> None:
             break
         assert time.monotonic() < deadline, services
         time.sleep(2)
+
+
+def test_addresses_changed_by_hand_are_put_back_where_heartbeat_says(pair: Pair) -> None:
+    """lb-garp.timer (lbfloat reconcile, every 15 s): the active node gets its floating IP back,
+    the passive node its SNAT address on lo (its health checks leave from it)."""
+    pair.sh("lb1", f"ip addr del {VIP}/32 dev eth1")
+    pair.sh("lb2", f"ip addr del {SNAT}/32 dev lo")
+    deadline = time.monotonic() + 40
+    while not (pair.holds_vip("lb1") and f"{SNAT}/32" in pair.sh("lb2", "ip -4 -o addr show dev lo").stdout):
+        assert time.monotonic() < deadline, "lbfloat reconcile did not put the addresses back within 40 s"
+        time.sleep(2)
+    assert not pair.holds_vip("lb2")
 
 
 def test_hard_power_off_of_the_active_node_keeps_persistence(pair: Pair, tmp_path: Path) -> None:

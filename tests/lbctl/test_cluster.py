@@ -26,7 +26,7 @@ def cluster(**changes: object) -> ClusterConfig:
     values: dict = {
         "role": "primary",
         "node": Node("lb1", (ipaddress.ip_address("10.0.0.2"),)),
-        "peer": Node("lb2", (ipaddress.ip_address("10.0.0.3"),), HOST_KEY),
+        "peer": Node("lb2", (ipaddress.ip_address("10.0.0.3"), ipaddress.ip_address("10.9.0.3")), HOST_KEY),
         "paths": (
             HeartbeatPath("eth1", ipaddress.ip_address("10.0.0.3")),
             HeartbeatPath("eth2", ipaddress.ip_address("10.9.0.3")),
@@ -151,3 +151,50 @@ def test_site_ha_defaults_and_heartbeats_rule() -> None:
 def test_nft_durations() -> None:
     assert nft_seconds("59m58s768ms") == pytest.approx(3598.768)
     assert nft_seconds("1h") == 3600 and nft_seconds("2d3s") == 172803
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        HOST_KEY + "\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+        HOST_KEY + " comment",
+        "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ",
+        "ssh-ed25519 AAAA",
+        "ssh-ed25519 !!!!",
+        'command="sh" ' + HOST_KEY,
+        None,
+    ],
+    ids=["second line", "comment", "rsa", "short blob", "not base64", "options", "not text"],
+)
+def test_only_exactly_one_ed25519_key_reaches_authorized_keys(tmp_path: Path, key: object) -> None:
+    """A peer's key with a newline would add an authorized_keys line without the forced command:
+    a root shell for whoever holds a token, or for a compromised peer."""
+    target = tmp_path / "authorized_keys"
+    with pytest.raises(link.LinkError):
+        link.authorize(key, "receive", target)  # type: ignore[arg-type]
+    assert not target.exists()
+    link.authorize(HOST_KEY, "receive", target)
+    assert target.read_text().count("\n") == 1 and target.read_text().startswith('restrict,command="')
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"peer": Node("lb1", (ipaddress.ip_address("10.0.0.3"),), HOST_KEY)}, "peer: is 'lb1', the name of this node"),
+        ({"peer": Node("lb2", (ipaddress.ip_address("10.0.0.2"),), HOST_KEY)}, "10.0.0.2 is an address of both"),
+        ({"peer": Node("lb2", (ipaddress.ip_address("10.0.0.3"),), HOST_KEY)}, "eth2 -> 10.9.0.3: not one of the peer"),
+        (
+            {"paths": (HeartbeatPath("eth1", ipaddress.ip_address("10.0.0.3")),) * 2},
+            "eth1 has more than one path",
+        ),
+        (
+            {"peer": Node("lb2", (ipaddress.ip_address("10.0.0.3"),), "ssh-ed25519 AAAA")},
+            "host_key: the key is not one",
+        ),
+    ],
+    ids=["same names", "shared address", "path to nowhere", "two paths on one interface", "short host key"],
+)
+def test_an_inconsistent_cluster_yaml_is_refused(change: dict, expected: str) -> None:
+    with pytest.raises(InputInvalid) as err:
+        CLUSTER_KIND.parse_text(cluster_yaml(cluster(**change)))
+    assert any(expected in line for line in err.value.lines()), err.value.lines()
