@@ -37,8 +37,8 @@ from bench.machine import describe, one_line, publish
 from builder import provision, qemu
 from builder.manifest import load as load_manifest
 from builder.settings import path as settings_path
-from tests.helpers import artifact, make_dicom_file
-from tests.image.pair import NODE_ADDRESS, PORTS, SITE, VIP, Pair, booted_pair
+from tests.helpers import artifact
+from tests.image.pair import NODE_ADDRESS, SITE, VIP, Pair, booted_pair
 
 OUT = Path(__file__).resolve().parent
 CLIENT_BASE = 100  # the sticky clients are 10.210.0.100 and up, on br0 in the lab's namespace
@@ -69,17 +69,16 @@ def holder(pair: Pair) -> str | None:
 
 
 def sticky_servers(pair: Pair, clients: list[str], tmp: Path) -> list[str]:
-    """The real server each client reaches: one C-STORE each, from its own source address (the
-    route to the VIP is pointed at that source in turn; storescu cannot bind one)."""
-    make_dicom_file(tmp / "o.dcm")
+    """The real server each client reaches: one C-STORE each (a new object, so that the real
+    server's file count grows), from its own source address (the route to the VIP is pointed at
+    that source in turn; storescu cannot bind one)."""
     reached = []
-    for client in clients:
-        pair.ns.run(["ip", "route", "replace", f"{VIP}/32", "dev", "br0", "src", client], check=True)
-        before = {s: pair.received(s) for s in PORTS}
-        pair.ns.run(["/usr/bin/storescu", "-aec", "ANY-SCP", VIP, "104", str(tmp / "o.dcm")], timeout=60, check=True)
-        got = [s for s in PORTS if pair.received(s) > before[s]]
-        reached.append(got[0] if len(got) == 1 else "?")
-    pair.ns.run(["ip", "route", "del", f"{VIP}/32"], check=True)
+    try:
+        for client in clients:
+            pair.ns.run(["ip", "route", "replace", f"{VIP}/32", "dev", "br0", "src", client], check=True)
+            reached.append(pair.store(tmp))
+    finally:
+        pair.ns.run(["ip", "route", "del", f"{VIP}/32"], check=False)
     return reached
 
 
@@ -89,7 +88,7 @@ def one_failover(pair: Pair, victim: str, clients: list[str], tmp: Path) -> dict
     time.sleep(2)  # the last stick-table entries reach the peer
     outage = pair.power_off(victim, survivor)
     after = sticky_servers(pair, clients, tmp)
-    kept = sum(a == b != "?" for a, b in zip(before, after, strict=True))
+    kept = sum(a == b for a, b in zip(before, after, strict=True))
     say(f"  {victim} powered off: the VIP answered from {survivor} after {outage} s; {kept}/{len(clients)} kept")
     started = time.monotonic()
     pair.vms[victim].start()
@@ -234,8 +233,13 @@ def main() -> int:
         },
         "false_failovers": load,
         "reading": [
-            "The outage is the deadtime plus the takeover (heartbeat's mach_down chain and lbfloat), measured",
-            "here under emulation (TCG), where each guest runs several times slower than on a hypervisor.",
+            "The goals (median <= 1.0 s, maximum <= 2 s, 100 % sticky, no false failover) are for the product's",
+            "default timing, 100/500 ms, on a hypervisor. Under emulation (TCG) the guests run several times",
+            "slower, 100/500 ms gives false failovers, and the bench uses the tests' 250/2500 ms: the outage is",
+            "then the deadtime plus heartbeat's takeover chain (mach_down, ResourceManager and lbfloat, all",
+            "shell under emulation). Persistence carries over; the false-failover count is for 250/2500 ms",
+            "under emulation; the outage figures do not, and a hypervisor run is the one that can show the",
+            "1.0 s goal.",
         ],
     }
     publish(args.out, "results", results, markdown(results))

@@ -15,7 +15,9 @@ with a real lbctl-applied configuration and HAProxy, then measures:
 2. firewall cost: the same C-STORE through the VIP with the appliance's nftables ruleset loaded
    (lbctl's, in the appliance namespace, with the kernel's nftables) against none, in
    --firewall-runs back-to-back pairs (the order swapped every pair, one second after each
-   toggle). The figure is the median of the pairs' ratios; the goal is on/off >= 0.97.
+   toggle). The figure is the median of the pairs' ratios; the goal is on/off >= 0.97. Beside
+   it, the CPU time the machine spent busy per transfer (/proc/stat), on against off: what the
+   firewall costs in work, which steal time on a shared host does not blur.
 3. firewall apply time: `lbctl firewall apply` (render, `nft -c`, `nft -f`) for the whole
    preset, nine services, medians of --apply-runs.
 4. concurrency: --associations DICOM associations opened through one VIP within about a second
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -87,6 +90,16 @@ def storescu_seconds(lab: Lab, host: str, file: Path) -> float:
     return elapsed
 
 
+def cpu_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (user, nice, system, irq, softirq; not idle,
+    iowait or steal), from /proc/stat (proc(5)). Its growth during a transfer is the transfer's
+    cost, which a shared host's steal time does not blur the way it blurs wall time."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def firewall_off(lab: Lab) -> None:
     """No appliance ruleset in the appliance namespace, and it routes (for the direct path)."""
     lab.exec("lb", [NFT, "delete", "table", "inet", "lbappliance"], check=False)
@@ -131,14 +144,18 @@ def firewall_cost(lab: Lab, appliance: Appliance, file: Path, runs: int) -> dict
     appliance.apply(site(["s1"]))
     on: list[float] = []
     off: list[float] = []
+    cpu_on: list[float] = []
+    cpu_off: list[float] = []
 
-    def measure(firewall: bool) -> float:
+    def measure(firewall: bool) -> tuple[float, float]:
         if firewall:
             firewall_on(appliance)
         else:
             firewall_off(lab)
         time.sleep(1)  # loading the ruleset runs lbctl (Python): let that CPU burst pass first
-        return storescu_seconds(lab, VIP_DICOM, file)
+        busy = cpu_busy_seconds()
+        seconds = storescu_seconds(lab, VIP_DICOM, file)
+        return seconds, cpu_busy_seconds() - busy
 
     for n in range(runs + 1):  # the first pair warms up
         # Alternate the order within each pair, so that a drift of the shared host's speed
@@ -146,8 +163,10 @@ def firewall_cost(lab: Lab, appliance: Appliance, file: Path, runs: int) -> dict
         order = (True, False) if n % 2 else (False, True)
         seconds = {firewall: measure(firewall) for firewall in order}
         if n:
-            on.append(seconds[True])
-            off.append(seconds[False])
+            on.append(seconds[True][0])
+            off.append(seconds[False][0])
+            cpu_on.append(seconds[True][1])
+            cpu_off.append(seconds[False][1])
     firewall_on(appliance)
     mb = file.stat().st_size / 1e6
     return {
@@ -161,6 +180,10 @@ def firewall_cost(lab: Lab, appliance: Appliance, file: Path, runs: int) -> dict
         # ratios is the figure; the ratio of the medians is kept beside it.
         "ratio_on_over_off": round(statistics.median(b / a for a, b in zip(on, off, strict=True)), 3),
         "ratio_of_medians": round(statistics.median(off) / statistics.median(on), 3),
+        "cpu_seconds_on": cpu_on,
+        "cpu_seconds_off": cpu_off,
+        # CPU per transfer, off over on: what the firewall costs in work, not in waiting.
+        "cpu_ratio_off_over_on": round(statistics.median(cpu_off) / statistics.median(cpu_on), 3),
     }
 
 
@@ -278,6 +301,10 @@ def markdown(results: dict) -> str:
         f"| on | {statistics.median(fc['on_seconds']):.3f} s | {fc['on_median_MBps']} MB/s |",
         f"| off | {statistics.median(fc['off_seconds']):.3f} s | {fc['off_median_MBps']} MB/s |",
         f"| **ratio on / off** | | **{fc['ratio_on_over_off']}** (goal >= 0.97) |",
+        "",
+        f"CPU time the machine spent busy per transfer (/proc/stat; steal excluded), medians: on "
+        f"{statistics.median(fc['cpu_seconds_on']):.3f} s, off {statistics.median(fc['cpu_seconds_off']):.3f} s; "
+        f"off / on **{fc['cpu_ratio_off_over_on']}**.",
         "",
         f"Loading the ruleset of the whole preset ({fa['services']} services, {fa['rules_and_sets']} rules and "
         f"sets; `lbctl firewall apply`: render, `nft -c`, `nft -f`, {fa['nft']}): median "
