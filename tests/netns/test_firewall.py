@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.lbctl.test_cluster import HOST_KEY
 from tests.netns.appliance import HAPROXY_VERSION, NFT, Appliance
 from tests.netns.backends import Backends
 from tests.netns.netlab import (
@@ -126,7 +127,7 @@ def test_the_peer_ports_answer_the_peer_only(firewalled: Appliance, lab: Lab) ->
     cluster = {
         "role": "primary",
         "node": {"name": "lb1", "addresses": [LB_CLIENT_SIDE]},
-        "peer": {"name": "lb2", "addresses": [peer], "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBase64Key"},
+        "peer": {"name": "lb2", "addresses": [peer], "host_key": HOST_KEY},
         "paths": [{"interface": "eth0", "peer": peer}],
         "heartbeat_key": "0" * 64,
     }
