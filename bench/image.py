@@ -149,6 +149,8 @@ def boot_only(args: argparse.Namespace) -> int:
     result["boot"], _ = boot_figures(Path(built.raw), args.scratch, args.boots)
     result["boot"]["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     result["boot"]["version"] = built.version
+    machine = describe()
+    result["boot"]["machine"] = f"{machine['cpu']}, {machine['cores']} cores"
     (args.out / "image.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "image.md").write_text(markdown(result))
     print((args.out / "image.md").read_text())
@@ -276,6 +278,8 @@ def markdown(r: dict) -> str:
         lines.append(f"| boot to READY under KVM | {kvm} | | |")
     if "critical_chain_of_median_boot" in tcg:
         when = f", booted {r['boot']['date']} (version {r['boot']['version']})" if "date" in r["boot"] else ""
+        if "machine" in r["boot"]:  # a --boot-only run, maybe on another host than the builds
+            when += f" on {r['boot']['machine']}"
         lines += [
             "",
             f"Critical chain of the median TCG boot (`systemd-analyze critical-chain lb-ready.service`{when}; "
