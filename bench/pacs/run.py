@@ -342,7 +342,7 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--associations", type=int, default=500)
     parser.add_argument("--concurrency-runs", type=int, default=3)
-    parser.add_argument("--firewall-runs", type=int, default=25)
+    parser.add_argument("--firewall-runs", type=int, default=60)
     parser.add_argument("--apply-runs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
