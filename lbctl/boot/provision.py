@@ -205,7 +205,7 @@ INPUTS: tuple[Input, ...] = (
         "firewall",
         "lb.firewall",
         "firewall.yaml",
-        "firewall settings: the management networks SSH and the web UI are open from (YAML)",
+        "firewall settings: the management networks SSH (and the web UI port 9443, kept for it) are open from (YAML)",
         validate_firewall,
     ),
     Input(
