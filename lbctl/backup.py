@@ -35,12 +35,17 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from .appliance import Paths, appliance_version
 from .fileio import write_atomic
 from .inputs import InputInvalid
+
+if TYPE_CHECKING:
+    from .cluster.model import ClusterConfig
+    from .site.model import Site
 
 FORMAT = "lbappliance-backup-1"
 MAX_MEMBER_BYTES = 1 << 20  # 1 MiB: a site file or a key is a few KiB
@@ -145,33 +150,31 @@ def read_backup(path: Path) -> Backup:
     return result
 
 
-def _check(backup: Backup, scratch: Path) -> None:
-    """Every member validated by its own engine before anything changes (InputInvalid's lines
-    name the member, the field and the line)."""
+def _check(backup: Backup) -> tuple[Site, ClusterConfig | None]:
+    """The backup's site and pair, each member checked by its own engine before anything changes
+    (every problem at once, naming the member, the field and the line). Raises BackupError."""
     from .cluster.model import CLUSTER_KIND
     from .firewall.siterules import parse as parse_site_rules
     from .site.schema import SITE_KIND
 
     problems: list[str] = []
-    for name, kind, context in (
-        ("site.yaml", SITE_KIND, _site_context()),
-        ("cluster/cluster.yaml", CLUSTER_KIND, None),
-    ):
-        if name not in backup.files:
-            continue
-        staged = scratch / name.replace("/", "-")
-        staged.write_bytes(backup.files[name])
+    site = cluster = None
+    try:
+        site = SITE_KIND.parse_bytes(backup.files["site.yaml"], _site_context())
+    except InputInvalid as exc:
+        problems += [f"backup member site.yaml: {line}" for line in exc.lines()]
+    if backup.paired:
         try:
-            kind.read(str(staged), context) if context is not None else kind.read(str(staged))
+            cluster = CLUSTER_KIND.parse_bytes(backup.files["cluster/cluster.yaml"])
         except InputInvalid as exc:
-            problems += [f"backup member {name}: {line.replace(str(staged) + ': ', '')}" for line in exc.lines()]
+            problems += [f"backup member cluster/cluster.yaml: {line}" for line in exc.lines()]
     cluster_files = sorted(name for name in backup.files if name.startswith("cluster/"))
     if cluster_files and not backup.paired:
         problems.append(
             f"backup members {', '.join(cluster_files)}: without cluster/cluster.yaml they belong to no pair"
         )
     if backup.paired:
-        problems += [f"backup member {name}: {reason}" for name, reason in _check_cluster_files(backup)]
+        problems += [f"backup member {name}: {reason}" for name, reason in _check_cluster_files(backup, cluster)]
     rules = backup.files.get("firewall/site-rules.nft")
     if rules is not None:
         try:
@@ -180,8 +183,9 @@ def _check(backup: Backup, scratch: Path) -> None:
             problems.append("backup member firewall/site-rules.nft: not UTF-8 text")
         except InputInvalid as exc:
             problems += [f"backup member firewall/site-rules.nft: {line}" for line in exc.lines()]
-    if problems:
+    if problems or site is None:
         raise BackupError("the backup is refused, nothing was changed:\n  " + "\n  ".join(problems))
+    return site, cluster
 
 
 AUTHORIZED_LINE = re.compile(r'restrict,command="[^"]*" (ssh-ed25519 [A-Za-z0-9+/=]+) lbappliance-cluster')
@@ -199,27 +203,23 @@ def peer_cluster_key(backup: Backup) -> str:
     return link.checked_public_key(match.group(1))
 
 
-def _check_cluster_files(backup: Backup) -> list[tuple[str, str]]:
-    """(member, reason) for every pair file that restore could not use as it is."""
+def _check_cluster_files(backup: Backup, cluster: ClusterConfig | None) -> list[tuple[str, str]]:
+    """(member, reason) for every pair file that restore could not use as it is (`cluster`: the
+    backup's cluster.yaml, None when the engine refused it)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 
     from .cluster import link
-    from .cluster.model import CLUSTER_KIND
     from .cluster.pairing import hostname
 
     problems = []
     for name in ("cluster/id_ed25519", "cluster/authorized_keys"):
         if name not in backup.files:
             problems.append((name, "missing: a pair's backup holds it"))
-    try:
-        cluster = CLUSTER_KIND.parse_text(backup.files["cluster/cluster.yaml"].decode())
-        if cluster.node.name != hostname():
-            problems.append(
-                ("cluster/cluster.yaml", f"is node {cluster.node.name!r}'s, and this appliance is {hostname()!r}")
-            )
-    except (InputInvalid, UnicodeDecodeError):
-        pass  # reported by _check with every line
+    if cluster is not None and cluster.node.name != hostname():
+        problems.append(
+            ("cluster/cluster.yaml", f"is node {cluster.node.name!r}'s, and this appliance is {hostname()!r}")
+        )
     if "cluster/id_ed25519" in backup.files:
         try:
             key = load_ssh_private_key(backup.files["cluster/id_ed25519"], None)
@@ -255,27 +255,16 @@ def restore(paths: Paths, path: Path) -> list[str]:
     Members the backup does not hold stay as they are on the node. Raises BackupError (nothing
     changed), or ApplyError after every file restore wrote was put back as it was."""
     from .cluster import heartbeat, pairing, state
-    from .cluster.model import CLUSTER_KIND
     from .config.apply import apply_site
     from .firewall.ruleset import SITE_RULES_FILE
-    from .site.schema import SITE_KIND
 
     backup = read_backup(path)
-    scratch = paths.state_dir / ".restore"
-    scratch.mkdir(parents=True, exist_ok=True)
-    try:
-        _check(backup, scratch)
-        site_text = (scratch / "site.yaml").read_text()
-    finally:
-        for leftover in scratch.iterdir():
-            leftover.unlink()
-        scratch.rmdir()
+    site, cluster = _check(backup)
     if state.paired() and not backup.paired:
         raise BackupError(
             "this appliance is paired and the backup is of a single appliance: 'lbctl cluster unpair' first"
         )
-    site = SITE_KIND.parse_text(site_text, _site_context())
-    cluster = CLUSTER_KIND.parse_text(backup.files["cluster/cluster.yaml"].decode()) if backup.paired else None
+    site_text = backup.files["site.yaml"].decode()
     saved = {p: (p.read_bytes() if p.exists() else None) for p in _written_by_restore()}
     was_running = heartbeat.running()
     notes = []
