@@ -745,6 +745,83 @@ def cluster_receive(paths: Paths) -> None:
     sys.exit(serve(paths, receive))
 
 
+@cli.group()
+def update() -> None:
+    """Offline updates: apply a signed archive to the inactive slot, report both slots.
+
+    \b
+      lbctl update apply lbappliance-0.2.0-update.tar     verify, write slot + UKI, reboot
+      lbctl update status                                 slots, tries left, last outcome
+
+    The archive and its checksum file come from 'make update-archive' (docs/update.md).
+    """
+
+
+def ha_warning(paths: Paths) -> str | None:
+    """On the active node of a healthy pair, the reboot moves the floating IPs: say so."""
+    from .cluster.state import paired
+
+    if not paired():
+        return None
+    try:
+        from .cluster.report import collect_cluster
+
+        cluster = collect_cluster(paths, ask_peer=False)
+    except Exception:  # the update must not depend on the pair's health report
+        return None
+    if cluster.state == "active" and cluster.peer_state in ("active", "up"):
+        return (
+            f"this node ({cluster.node}) holds the floating IPs: the reboot moves traffic to {cluster.peer}. "
+            "The rolling update updates the passive node first (docs/update.md)."
+        )
+    return None
+
+
+@update.command("apply")
+@click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("checksum", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--allow-downgrade", is_flag=True, help="Apply an older version (or the running one's).")
+@click.option("--reboot-later", is_flag=True, help="Do not reboot now; the new version starts at the next boot.")
+@click.pass_obj
+def update_apply(paths: Paths, archive: Path, checksum: Path | None, allow_downgrade: bool, reboot_later: bool) -> None:
+    """Verify ARCHIVE against CHECKSUM (default: ARCHIVE.sha256) and the image's release keys,
+    write it to the inactive slot and reboot into it. Nothing is written unless every check passes."""
+    from .update import apply as upd
+
+    if checksum is None:
+        checksum = archive.with_name(archive.name + ".sha256")
+        if not checksum.exists():
+            fail(f"no checksum file: give it as the second argument, or put {checksum.name} beside the archive")
+    warning = ha_warning(paths)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    try:
+        plan = upd.apply(archive, checksum, allow_downgrade)
+    except upd.UpdateRefused as exc:
+        fail(f"update refused, nothing was written: {exc}")
+    except upd.UpdateFailed as exc:
+        fail(f"update failed: {exc}")
+    if reboot_later:
+        click.echo(f"{plan.version} is installed in slot {plan.target.name}; it starts at the next reboot")
+        return
+    click.echo(f"{plan.version} is installed in slot {plan.target.name}; rebooting into it")
+    os.execvp("systemctl", ["systemctl", "reboot"])
+
+
+@update.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def update_status(as_json: bool) -> None:
+    """Both slots' versions, the booted one, the tries left, the last update's outcome."""
+    from .update import report
+    from .update.disk import DiskError
+
+    try:
+        st = report.collect()
+    except (DiskError, OSError) as exc:
+        fail(str(exc))
+    click.echo(json.dumps(st.to_json(), indent=2) if as_json else report.render(st))
+
+
 def main() -> None:
     try:
         cli()

@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import sys
 
+from ..appliance import RUN_DIR
 from ..appliance import SERIAL_CONSOLE as SERIAL
 from ..inputs.problems import one_line
 
 PREFIX = "LBAPPLIANCE"
+FAILED_FILE = RUN_DIR / "failed"  # this boot's FAILED reason
 
 
 def emit(word: str, text: str) -> None:
@@ -39,3 +41,9 @@ def ready(version: str) -> None:
 
 def failed(reason: str) -> None:
     emit("FAILED", reason)
+    # Kept for the boot's health check (lbctl.update.health), which says why a new version failed.
+    try:
+        FAILED_FILE.parent.mkdir(parents=True, exist_ok=True)
+        FAILED_FILE.write_text(one_line(reason) + "\n")
+    except OSError:
+        pass

@@ -421,6 +421,13 @@ def run() -> int:
         from ..firewall.apply import boot as firewall_boot
 
         print(firewall_boot(), flush=True)
+    with step("configuration format"):  # before anything reads the data partition's configuration
+        from ..update.state import ConfigFormatError, check_config_format
+
+        try:
+            check_config_format()
+        except ConfigFormatError as exc:
+            raise ProvisionError([str(exc)]) from None
     with step("read the inputs"):
         texts, origins = collect()
     changed = {key for key, text in texts.items() if is_new(key, text)}
