@@ -5,10 +5,18 @@ HYPERVISOR ?= all
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: image test test-fast bench host-image host-test clean
+.PHONY: image update-archive keys test test-fast bench host-image host-test clean
 
 image: host-image
 	$(VENV)/bin/lbimage build --hypervisor $(HYPERVISOR)
+
+# The signed offline update of the last built image (after 'make image'), into dist/.
+update-archive: host-image
+	$(VENV)/bin/lbimage update-archive
+
+# The release and next signing key pairs, in LB_KEY_DIR (outside the checkout by default).
+keys: host-image
+	$(VENV)/bin/lbimage keys
 
 test: host-test
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -9,6 +9,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def version() -> str:
+    """The appliance version being built: LB_VERSION when set (a test or release script building
+    the next version from the same tree), else the package's. Raises settings.SettingError."""
+    import os
+
+    if os.environ.get("LB_VERSION"):
+        from . import settings
+
+        return settings.get("LB_VERSION")
+    return package_version()
+
+
+def package_version() -> str:
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as dist_version
 

@@ -11,6 +11,7 @@ from typing import NoReturn
 import click
 
 from . import mkosi, progress, qemu, settings, version
+from .keys import KeysError
 from .settings import SettingError
 
 HYPERVISORS_HELP = "comma-separated hypervisors to package (vmware,hyperv,kvm,xen,nutanix) or 'all'"
@@ -42,7 +43,7 @@ def build(hypervisors: str, force: bool) -> None:
         with progress.step("build the appliance image"):
             built = mkosi.build(virtual_size=profiles.hardware.disk_bytes, force=force)
         package(built, profiles, settings.path("LB_DIST_DIR"))
-    except (SettingError, mkosi.BuildError, ValueError) as exc:
+    except (SettingError, mkosi.BuildError, ValueError, KeysError) as exc:
         fail(str(exc))
 
 
@@ -153,6 +154,49 @@ def boot(
         pass
     finally:
         vm.stop()
+
+
+@cli.command()
+@click.option("--rotate", is_flag=True, help="next becomes release, release is retired, a new next is made.")
+def keys(rotate: bool) -> None:
+    """Create the release and next signing key pairs in LB_KEY_DIR (never overwrites a key)."""
+    from . import keys as release_keys
+
+    try:
+        directory = settings.path("LB_KEY_DIR")
+        done = release_keys.rotate(directory) if rotate else release_keys.create(directory)
+        for line in done or [f"{directory} holds its keys already; nothing to do"]:
+            progress.say(line)
+        for key in release_keys.KeyDir(directory).public_keys():
+            progress.say(f"images built now trust key {key.id}")
+    except (SettingError, release_keys.KeysError, OSError) as exc:
+        fail(str(exc))
+
+
+@cli.command("update-archive")
+@click.option("--level", type=click.IntRange(1, 22), default=None, help="zstd level (default 19).")
+@click.option(
+    "--signature",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A minisign signature of the manifest made on another machine (see docs/update.md).",
+)
+def update_archive(level: int | None, signature: Path | None) -> None:
+    """Write the signed offline update of the last built image, and its checksum, into dist/."""
+    from lbctl.update.archive import ZSTD_LEVEL
+
+    from . import keys as release_keys
+    from . import update
+
+    built = mkosi.BuiltImage.load(settings.path("LB_BUILD_DIR") / "image.json")
+    if built is None:
+        fail("no built image; run 'make image' first")
+    try:
+        if built.version != version():
+            fail(f"the last built image is {built.version}, not {version()}: run 'make image' with the same LB_VERSION")
+        with progress.step(f"update archive of {built.version}"):
+            update.build(built, settings.path("LB_DIST_DIR"), release_keys.key_dir(), level or ZSTD_LEVEL, signature)
+    except (SettingError, release_keys.KeysError, ValueError, OSError) as exc:
+        fail(str(exc))
 
 
 @cli.command("kvm-probe")

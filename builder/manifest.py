@@ -45,15 +45,45 @@ def artifact_entry(
     return {"hypervisor": hypervisor, "disk_format": disk_format, "virtual_size": virtual_size, "files": list(files)}
 
 
-def write(dist: Path, name: str, version: str, built: str, artifacts: list[dict[str, Any]]) -> Path:
+def groups(manifest: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(what, files) per hypervisor artifact, and the update archive's."""
+    found = [(a["hypervisor"], a["files"]) for a in manifest.get("artifacts", [])]
+    if manifest.get("update"):
+        found.append(("update", manifest["update"]["files"]))
+    return found
+
+
+def write(
+    dist: Path,
+    name: str,
+    version: str,
+    built: str,
+    artifacts: list[dict[str, Any]],
+    update: dict[str, Any] | None = None,
+) -> Path:
     """Write manifest.json and SHA256SUMS (each atomically: a reader never sees half a file)."""
-    manifest = {"name": name, "version": version, "built": built, "artifacts": artifacts}
+    manifest: dict[str, Any] = {"name": name, "version": version, "built": built, "artifacts": artifacts}
+    if update:
+        manifest["update"] = update
     problems = check_schema(manifest)
     if problems:
         raise ValueError("refusing to write an invalid manifest: " + "; ".join(problems))
-    sums = {f["path"]: f["sha256"] for a in artifacts for f in a["files"]}
+    sums = {f["path"]: f["sha256"] for _, files in groups(manifest) for f in files}
     write_atomic(dist / SHA256SUMS, "".join(f"{h}  {p}\n" for p, h in sorted(sums.items())), 0o644)
     return write_atomic(dist / MANIFEST, json.dumps(manifest, indent=2) + "\n", 0o644)
+
+
+def add_update(dist: Path, version: str, files: list[Path]) -> Path:
+    """List the update archive and its checksum in dist/manifest.json (written by packaging).
+    Raises ValueError when dist/ has no manifest of the same version."""
+    try:
+        manifest = load(dist)
+    except (OSError, ValueError):
+        raise ValueError(f"{dist / MANIFEST} is missing or unreadable: run 'make image' first") from None
+    if manifest.get("version") != version:
+        raise ValueError(f"{dist / MANIFEST} is for {manifest.get('version')}, the archive for {version}")
+    update = {"version": version, "files": [file_entry(dist, f) for f in files]}
+    return write(dist, manifest["name"], version, manifest["built"], manifest["artifacts"], update)
 
 
 def load(dist: Path) -> dict[str, Any]:
@@ -62,7 +92,7 @@ def load(dist: Path) -> dict[str, Any]:
 
 def listed_files(manifest: dict[str, Any]) -> list[str]:
     """Every path the manifest names, once each."""
-    return list(dict.fromkeys(f["path"] for a in manifest.get("artifacts", []) for f in a.get("files", [])))
+    return list(dict.fromkeys(f["path"] for _, files in groups(manifest) for f in files))
 
 
 class ISOTime(Type[str]):
@@ -115,6 +145,14 @@ ARTIFACT = Table(
         Field("files", ListOf(FILE, empty="an artifact has at least one file"), "its files", required=True),
     )
 )
+UPDATE = Table(
+    (
+        Field("version", Text(what="a version"), "the version the archive installs", required=True),
+        Field(
+            "files", ListOf(FILE, empty="the archive and its checksum"), "the archive and its checksum", required=True
+        ),
+    )
+)
 MANIFEST_TABLE = Table(
     (
         Field("name", Text(what="a product name"), "product name", required=True),
@@ -126,6 +164,7 @@ MANIFEST_TABLE = Table(
             "one entry per hypervisor",
             required=True,
         ),
+        Field("update", UPDATE, "the offline update archive and its checksum (make update-archive)"),
     ),
     title="dist/manifest.json",
 )
@@ -152,10 +191,10 @@ def verify(dist: Path) -> list[str]:
     if problems:
         return problems
     checked: dict[str, str] = {}
-    for artifact in manifest["artifacts"]:
-        for f in artifact["files"]:
+    for what, files in groups(manifest):
+        for f in files:
             path = dist / f["path"]
-            where = f"{artifact['hypervisor']}: {f['path']}"
+            where = f"{what}: {f['path']}"
             if not path.is_file():
                 problems.append(f"{where}: missing")
                 continue
@@ -169,7 +208,7 @@ def verify(dist: Path) -> list[str]:
                 problems.append(f"{where}: sha256 {checked[f['path']]}, manifest says {f['sha256']}")
     sums_file = dist / SHA256SUMS
     if sums_file.exists():
-        listed = {p: h for a in manifest["artifacts"] for f in a["files"] for p, h in [(f["path"], f["sha256"])]}
+        listed = {f["path"]: f["sha256"] for _, files in groups(manifest) for f in files}
         for line in sums_file.read_text().splitlines():
             digest, _, name = line.partition("  ")
             if listed.get(name) != digest:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from lbctl.appliance import IMAGE_ID
 from . import ROOT, progress, settings, templates, version
 
 IMAGE_DIR = ROOT / "image"
+TRUSTED_KEYS_DIR = "/usr/lib/lbappliance/keys"  # where the image carries the release public keys
 # Everything mkosi places in the image besides packages (mkosi.conf's ExtraTrees=).
 TREES = (ROOT / "overlay", ROOT / "lbctl")
 RELEASE = "trixie"
@@ -56,9 +58,26 @@ class BuiltImage:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
 
 
-def inputs_digest(image_version: str, virtual_size: int) -> str:
-    """A digest of everything that shapes the raw image: mkosi config, overlay, lbctl, settings, version."""
+def public_keys_tree(build_dir: Path) -> Path:
+    """The release public keys the image trusts (release.pub, next.pub), as a tree for mkosi."""
+    from .keys import NAMES, key_dir
+
+    tree = build_dir / "trusted-keys"
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    keys = key_dir()
+    for name in NAMES:
+        if keys.public(name).exists():
+            shutil.copyfile(keys.public(name), tree / f"{name}.pub")
+            os.utime(tree / f"{name}.pub", (0, 0))
+    return tree
+
+
+def inputs_digest(image_version: str, virtual_size: int, trusted_keys: str = "") -> str:
+    """A digest of everything that shapes the raw image: mkosi config, overlay, lbctl, settings,
+    version and the release keys it trusts."""
     h = hashlib.sha256()
+    h.update(trusted_keys.encode())
     for base in (IMAGE_DIR, *TREES):
         for path in sorted(p for p in base.rglob("*") if p.is_file() or p.is_symlink()):
             if "__pycache__" in path.parts:
@@ -128,7 +147,10 @@ def build(virtual_size: int, force: bool = False) -> BuiltImage:
     build_dir = settings.path("LB_BUILD_DIR")
     cache_dir = settings.path("LB_CACHE_DIR")
     image_version = version()
-    digest = inputs_digest(image_version, virtual_size)
+    from .keys import ensure_for_build
+
+    trusted = ensure_for_build().public_keys()
+    digest = inputs_digest(image_version, virtual_size, "".join(k.text() for k in trusted))
     record = build_dir / "image.json"
     previous = BuiltImage.load(record)
     if not force and previous and previous.inputs_digest == digest and Path(previous.raw).exists():
@@ -143,6 +165,7 @@ def build(virtual_size: int, force: bool = False) -> BuiltImage:
         (cache_dir / sub).mkdir(parents=True, exist_ok=True)
     epoch = int(settings.get("SOURCE_DATE_EPOCH"))
     tree = render_package_manager_tree(build_dir)
+    keys_tree = public_keys_tree(build_dir)
     args = [
         "mkosi",
         "--directory",
@@ -154,6 +177,7 @@ def build(virtual_size: int, force: bool = False) -> BuiltImage:
         f"--workspace-dir={cache_dir / 'workspace'}",
         f"--source-date-epoch={epoch}",
         f"--package-manager-tree={tree}:/" if mkosi_version() < (25,) else f"--sandbox-tree={tree}:/",
+        f"--extra-tree={keys_tree}:{TRUSTED_KEYS_DIR}",
         "--force",
         "build",
     ]

@@ -12,6 +12,7 @@ import base64
 import functools
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -439,6 +440,15 @@ class VM:
                     raise BootError(f"QMP {cmd['execute']}: {reply['error'].get('desc')}")
                 answers.append(reply)
         return answers[1:]
+
+    def copy_to(self, local: Path, remote: str, timeout: float = 600) -> None:
+        """Copy a file into the guest over SSH (cat > remote). Raises BootError with ssh's reason."""
+        with local.open("rb") as f:
+            result = subprocess.run(
+                self.ssh_argv(f"cat > {shlex.quote(remote)}"), stdin=f, timeout=timeout, capture_output=True
+            )
+        if result.returncode != 0:
+            raise BootError(f"copying {local} to the guest's {remote} failed: {result.stderr.decode(errors='replace')}")
 
     def ssh_argv(self, command: str) -> list[str]:
         if self.ssh_port is None or self.ssh_key is None:

@@ -26,10 +26,17 @@ def _git_epoch(_: Scope) -> str:
     return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "1767225600"
 
 
+def _package_version() -> str:
+    from . import package_version
+
+    return package_version()
+
+
 URL = Text(r"(https?|file)://\S+", "an http(s):// or file:// URL", 2000)
 PATH = Text(r"[^\0]+", "a path", 4096)
 SNAPSHOT = Text(r"\d{8}T\d{6}Z", "like 20251120T000000Z (a snapshot.debian.org timestamp)")
 EPOCH = Text(r"\d+", "seconds since 1970 (an integer)")
+VERSION = Text(r"\d{1,4}\.\d{1,4}\.\d{1,4}", "a version MAJOR.MINOR.PATCH (like 0.2.0)", 14)
 
 # One row per setting: the environment variable, its type, what it is and its default. The
 # README's table of build settings is this one (`lbimage settings` prints it with the values).
@@ -60,6 +67,24 @@ SETTINGS = Table(
             PATH,
             "finished artifacts and manifest.json",
             default=Default(lambda _: str(ROOT / "dist"), "dist/"),
+        ),
+        Field(
+            "LB_VERSION",
+            VERSION,
+            "the version to build (tests and release scripts build the next one from the same tree)",
+            default=Default(lambda _: _package_version(), "pyproject.toml's"),
+        ),
+        Field(
+            "LB_KEY_DIR",
+            PATH,
+            "release keys (release.key/.pub, next.key/.pub); a development pair is made here if none",
+            default="/var/lib/lbimage/keys",
+        ),
+        Field(
+            "LB_MIN_VERSION",
+            VERSION,
+            "the oldest version an update archive may be applied to",
+            default="0.1.0",
         ),
         Field(
             "SOURCE_DATE_EPOCH",

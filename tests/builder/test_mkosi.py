@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from builder import mkosi, version
+from builder import keys, mkosi, version
 from builder.mkosi import BuildError, BuiltImage
 
 SECTOR = 512
@@ -301,6 +301,8 @@ def fake_build(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> l
     argv and writes the outputs mkosi would (a small GPT disk for the raw image)."""
     monkeypatch.setenv("LB_BUILD_DIR", str(tmp_path / "build"))
     monkeypatch.setenv("LB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LB_KEY_DIR", str(tmp_path / "keys"))
+    keys.create(tmp_path / "keys")
     monkeypatch.setattr(mkosi, "mkosi_version", lambda: (25, 3))
     calls: list[list[str]] = []
 
@@ -327,7 +329,11 @@ def test_build_runs_mkosi_lays_out_the_disk_and_records_it(fake_build: list[list
     assert (tmp_path / "build/pkgmngr/etc/apt/sources.list.d/mkosi.sources").is_file()
     assert all((tmp_path / "cache" / sub).is_dir() for sub in ("mkosi", "packages", "workspace"))
     assert Path(built.raw).stat().st_size == 64 * MIB
-    assert built.inputs_digest == mkosi.inputs_digest(version(), 64 * MIB)
+    trusted = keys.KeyDir(tmp_path / "keys").public_keys()
+    assert built.inputs_digest == mkosi.inputs_digest(version(), 64 * MIB, "".join(k.text() for k in trusted))
+    # The image carries the release and the next public key (and no secret key).
+    assert f"--extra-tree={tmp_path / 'build/trusted-keys'}:/usr/lib/lbappliance/keys" in args
+    assert sorted(p.name for p in (tmp_path / "build/trusted-keys").iterdir()) == ["next.pub", "release.pub"]
     assert BuiltImage.load(tmp_path / "build/image.json") == built
 
 
