@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Run every benchmark in turn (`make bench`); each writes its own results (JSON + Markdown) in bench/.
 
-    sudo .venv/bin/python -m bench.run [image] [packaging] [pacs] [ha]
+    sudo .venv/bin/python -m bench.run [image] [packaging] [pacs] [ha] [update]
 
 image      bench/image.py: cold and warm builds, reproducibility, sizes, boot to READY (about 10 min)
 packaging  bench/packaging.py: packaging all five hypervisors from the checkout's built image
 pacs       bench/pacs/run.py: 200 MB C-STORE through the DICOM VIP vs. direct; 500 concurrent C-ECHO
 ha         bench/ha/run.py: 10 power-offs of the active node of a pair, persistence, 10 min under load (about 45 min)
+update     bench/update/run.py: archive size, apply to READY, 50 random power cuts during an apply (about 70 min)
 
 Each also runs on its own: python -m bench.image, python -m bench.packaging, python -m bench.pacs.run,
-python -m bench.ha.run.
+python -m bench.ha.run, python -m bench.update.run.
 
 Benchmarks share the machine's cores, so they run one after another, never beside the tests.
 """
@@ -30,6 +31,7 @@ BENCHES: dict[str, list[list[str]]] = {
     "packaging": [[str(ROOT / ".venv/bin/lbimage"), "build", "--hypervisor", "kvm"], [PYTHON, "-m", "bench.packaging"]],
     "pacs": [[PYTHON, "-m", "bench.pacs.run"]],
     "ha": [[str(ROOT / ".venv/bin/lbimage"), "build", "--hypervisor", "kvm"], [PYTHON, "-m", "bench.ha.run"]],
+    "update": [[str(ROOT / ".venv/bin/lbimage"), "build", "--hypervisor", "kvm"], [PYTHON, "-m", "bench.update.run"]],
 }
 
 

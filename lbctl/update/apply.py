@@ -290,8 +290,16 @@ def free_slot(plan: Plan) -> None:
 
 
 def write_slot(plan: Plan) -> None:
-    """Step 3."""
+    """Step 3. An apply that an earlier one interrupted after its slot was written and read back
+    (a power cut, a reboot) reads the slot back instead of writing it again: the record of that
+    earlier read-back (state.STAGED_FILE) only says where to look, the hash decides."""
     payload, start = plan.archive.manifest.root, plan.target.partition.start
+    staged = state.staged()
+    if staged == (plan.target.partition.number, payload.image_sha256):
+        if read_back(plan.disk.device, start, payload.image_bytes) == payload.image_sha256:
+            say(f"slot {plan.target.name} holds this root file system already (read back); not written again")
+            return
+    state.set_staged(None)  # durable before the slot is touched
     fd = os.open(plan.disk.device, os.O_WRONLY)
     try:
         decompress_to(plan, payload, fd, start, lambda: fault("slot-write"))
@@ -302,6 +310,7 @@ def write_slot(plan: Plan) -> None:
             f"slot {plan.target.name} read back differs from the signed root file system (a disk error?); "
             "it stays _empty and the running version is untouched"
         )
+    state.set_staged((plan.target.partition.number, payload.image_sha256))
 
 
 def write_uki(plan: Plan) -> Path:
@@ -372,6 +381,7 @@ def apply(archive_path: Path, checksum_path: Path, allow_downgrade: bool = False
         except (UpdateFailed, DiskError, OSError) as exc:
             state.record(m.version, plan.booted_version, "failed", str(exc))
             raise UpdateFailed(f"{exc}; {plan.booted_version} still boots") from None
+        state.set_staged(None)
         manifest_bytes = m.to_json()
         state.remember_manifest(m.version, manifest_bytes)
         state.record(m.version, plan.booted_version, "applied", f"waiting for the first boot of {m.version}")

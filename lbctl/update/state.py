@@ -3,6 +3,7 @@
     DATA_DIR/config-format       the format of the configuration below DATA_DIR (one integer)
     DATA_DIR/update/last.json    the last update: version, from, outcome, reason, time
     DATA_DIR/update/versions/    the signed manifest of every version applied (its config formats)
+    DATA_DIR/update/staged.json  the slot an interrupted apply had written and read back
 
 The configuration format is what lets an older system that was rolled back to find a
 configuration it understands: a version that changes the layout of DATA_DIR raises CONFIG_FORMAT,
@@ -14,7 +15,9 @@ read the format in place is refused before anything is written.
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from ..appliance import DATA_DIR
@@ -26,6 +29,7 @@ FORMAT_FILE = DATA_DIR / "config-format"
 UPDATE_DIR = DATA_DIR / "update"
 LAST_FILE = UPDATE_DIR / "last.json"
 VERSIONS_DIR = UPDATE_DIR / "versions"
+STAGED_FILE = UPDATE_DIR / "staged.json"  # the slot an unfinished apply wrote and read back
 
 
 class ConfigFormatError(RuntimeError):
@@ -92,3 +96,31 @@ def config_formats_of(version: str) -> tuple[int, ...] | None:
         return tuple(int(f) for f in data["config_formats"])
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
+
+
+def staged() -> tuple[int, str] | None:
+    """(partition number, image SHA-256) of a slot an unfinished apply wrote and read back."""
+    try:
+        data = json.loads(STAGED_FILE.read_text())
+        return int(data["partition"]), str(data["image_sha256"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def set_staged(slot: tuple[int, str] | None) -> None:
+    if slot is None:
+        if STAGED_FILE.exists():
+            STAGED_FILE.unlink()
+            fsync_dir(UPDATE_DIR)
+        return
+    UPDATE_DIR.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"partition": slot[0], "image_sha256": slot[1]}) + "\n"
+    write_atomic(STAGED_FILE, text, 0o644, durable=True)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

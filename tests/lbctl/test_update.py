@@ -308,6 +308,8 @@ def test_every_fault_point_leaves_a_bootable_disk(lab: Lab, point: str) -> None:
     result = apply(lab, archive, checksum)
     if expected == "0.1.0":
         assert result.returncode == 0, result.stderr
+        resumed = "holds this root file system already (read back); not written again" in result.stdout
+        assert resumed == (point in ("slot-written", "uki-write", "relabelled")), result.stdout
         assert sorted(lab.esp_files()) == ["lbappliance_0.1.0.efi", "lbappliance_0.2.0+3.efi"]
     assert bootable(lab, {"0.2.0": image("root 0.2.0", SLOT_BYTES)}) == "0.2.0"
 
@@ -348,3 +350,30 @@ def test_sha256_of_images_matches_manifest(lab: Lab) -> None:
         assert f is not None
         manifest = json.loads(f.read())
     assert manifest["root"]["image_sha256"] == hashlib.sha256(image("root 0.2.0", SLOT_BYTES)).hexdigest()
+
+
+def test_resume_reads_back_and_rewrites_a_changed_slot(lab: Lab) -> None:
+    """An apply cut after its slot was read back records it; the next one trusts the hash only."""
+    archive, checksum = lab.archive("0.2.0")
+    env = {**__import__("os").environ, **lab.env(), "LBCTL_UPDATE_FAULT": "slot-written"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lbctl", "update", "apply", str(archive), str(checksum), "--reboot-later"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "FAULT POINT" in line:
+            break
+    proc.kill()
+    proc.wait()
+    assert json.loads((lab.data / "update/staged.json").read_text())["partition"] == 3
+    with lab.disk.open("r+b") as f:  # the slot changed behind the record's back
+        f.seek(13 * (1 << 20) + 4096)
+        f.write(b"not the signed image")
+    result = apply(lab, archive, checksum)
+    assert result.returncode == 0, result.stderr
+    assert "not written again" not in result.stdout
+    assert lab.slot_bytes(3) == image("root 0.2.0", SLOT_BYTES)
+    assert not (lab.data / "update/staged.json").exists()
