@@ -7,7 +7,7 @@ image      bench/image.py: cold and warm builds, reproducibility, sizes, boot to
 packaging  bench/packaging.py: packaging all five hypervisors from the checkout's built image
 pacs       bench/pacs/run.py: 200 MB C-STORE through the DICOM VIP vs. direct; 500 concurrent C-ECHO
 ha         bench/ha/run.py: 10 power-offs of the active node of a pair, persistence, 10 min under load (about 45 min)
-update     bench/update/run.py: archive size, apply to READY, 50 random power cuts during an apply (about 70 min)
+update     bench/update/run.py: archive size, apply to READY, 50 random power cuts during an apply (about 2 hours)
 
 Each also runs on its own: python -m bench.image, python -m bench.packaging, python -m bench.pacs.run,
 python -m bench.ha.run, python -m bench.update.run.

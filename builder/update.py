@@ -55,6 +55,7 @@ def build(
     Raises KeysError when there is nothing to sign with (the message says how to sign elsewhere),
     or when a given signature does not verify against the key directory's public keys.
     """
+    keys.public_keys()  # no keys at all: say so before minutes of compression
     work = settings.path("LB_BUILD_DIR") / "update"
     work.mkdir(parents=True, exist_ok=True)
     root_zst = compressed(Path(built.root_partition), work, arc.ROOT, built.inputs_digest, level)

@@ -109,3 +109,9 @@ def test_signing_on_another_machine(built: BuiltImage, tmp_path: Path) -> None:
     signature.write_text(wrong)
     with pytest.raises(keys.KeysError, match="does not trust"):
         update.build(built, dist, keys.KeyDir(here), level=3, signature=signature)
+
+
+def test_no_keys_at_all_fails_before_compressing(built: BuiltImage, tmp_path: Path) -> None:
+    with pytest.raises(keys.KeysError, match="no release key in"):
+        update.build(built, tmp_path / "dist", keys.KeyDir(tmp_path / "empty"), level=3)
+    assert not (tmp_path / "build" / "update").exists()

@@ -157,7 +157,11 @@ def test_disk_is_20_gib_with_a_b_slots_and_a_grown_data_partition(appliance: qem
     labels = [p["partlabel"] for p in disk["children"]]
     assert labels == ["esp", f"lbroot_{manifest['version']}", "_empty", "lbdata"]
     data = disk["children"][3]
-    assert set(data["mountpoints"]) == {"/var/lib/lbappliance", "/var/log"}
+    assert set(data["mountpoints"]) == {"/var/lib/lbappliance", "/var/log", "/var/lib/heartbeat"}
+    # The booted slot is mounted read-only below the RAM overlay that is / (docs/update.md).
+    assert disk["children"][1]["mountpoints"] == ["/run/lbroot/slot"]
+    assert "ro" in guest(appliance, "findmnt -no OPTIONS /run/lbroot/slot").split(",")
+    assert guest(appliance, "findmnt -no FSTYPE /").strip() == "overlay"
     assert data["size"] > 16 * 2**30, "the data partition did not grow into the disk"
     size = int(guest(appliance, "df --output=size -B1 /var/lib/lbappliance | tail -1"))
     assert size > 15 * 2**30, "the data file system did not grow with its partition"

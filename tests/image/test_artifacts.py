@@ -219,7 +219,8 @@ class TestBootedArtifact:
 
     def test_root_disk_is_the_whole_virtual_disk_on_the_expected_controller(self, booted: Booted) -> None:
         disk, driver = ROOT_DISK[booted.hv.boot_test.disk_bus]
-        source = booted.vm.ssh("findmnt -no SOURCE /").stdout.strip()
+        # / is a RAM overlay; the root slot it is made of is mounted read-only at /run/lbroot/slot.
+        source = booted.vm.ssh("findmnt -no SOURCE /run/lbroot/slot").stdout.strip()
         assert source.startswith(f"/dev/{disk}"), source
         sectors = int(booted.vm.ssh(f"cat /sys/block/{disk}/size").stdout)
         assert sectors * 512 == PROFILES.hardware.disk_bytes
