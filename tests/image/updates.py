@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import subprocess
 import sys
@@ -362,8 +361,3 @@ class Appliance:
     def check_disk(self) -> list[str]:
         labels, _ = disk_state(self.disk, self.workdir / "disk-check")
         return labels
-
-
-def random_kill_after(rng: random.Random, apply_seconds: float) -> float:
-    """A moment within an apply that takes apply_seconds (from the verify to the last rename)."""
-    return rng.uniform(1.0, apply_seconds)
