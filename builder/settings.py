@@ -13,6 +13,7 @@ from pathlib import Path
 from lbctl.inputs import INVALID, Cursor, Default, Field, Scope, Table, engine
 from lbctl.inputs.types import Text
 from lbctl.inputs.yamldoc import Document
+from lbctl.update.archive import VERSION as UPDATE_VERSION
 
 from . import ROOT
 
@@ -36,7 +37,7 @@ URL = Text(r"(https?|file)://\S+", "an http(s):// or file:// URL", 2000)
 PATH = Text(r"[^\0]+", "a path", 4096)
 SNAPSHOT = Text(r"\d{8}T\d{6}Z", "like 20251120T000000Z (a snapshot.debian.org timestamp)")
 EPOCH = Text(r"\d+", "seconds since 1970 (an integer)")
-VERSION = Text(r"\d{1,4}\.\d{1,4}\.\d{1,4}", "a version MAJOR.MINOR.PATCH (like 0.2.0)", 14)
+VERSION = UPDATE_VERSION  # the versions an update archive compares
 
 # One row per setting: the environment variable, its type, what it is and its default. The
 # README's table of build settings is this one (`lbimage settings` prints it with the values).

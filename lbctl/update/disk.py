@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..appliance import IMAGE_ID
+from ..fileio import fsync_dir
 
 ROOT_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"  # x86-64 root, Discoverable Partitions Specification
 EMPTY = "_empty"
@@ -180,9 +181,5 @@ class ESP:
             subprocess.run(["umount", str(self.root)], check=False, capture_output=True)
 
     def sync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.dir)
         os.sync()

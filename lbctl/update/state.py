@@ -15,13 +15,11 @@ read the format in place is refused before anything is written.
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 from ..appliance import DATA_DIR
-from ..fileio import write_atomic
+from ..fileio import fsync_dir, write_atomic
 
 CONFIG_FORMAT = 1  # what this lbctl writes
 CONFIG_FORMATS_READ = (1,)  # what this lbctl reads
@@ -116,11 +114,3 @@ def set_staged(slot: tuple[int, str] | None) -> None:
     UPDATE_DIR.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"partition": slot[0], "image_sha256": slot[1]}) + "\n"
     write_atomic(STAGED_FILE, text, 0o644, durable=True)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
