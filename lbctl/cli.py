@@ -43,6 +43,7 @@ KINDS = ("site", "network", "firewall", "cluster")  # the names of input_kinds()
 
 def load(file: str) -> tuple[Site, str]:
     """The site model of a file and its text; every problem printed and exit 1 if it is invalid."""
+    from .actions import site_context
     from .site.schema import SITE_KIND
 
     try:
@@ -50,12 +51,6 @@ def load(file: str) -> tuple[Site, str]:
     except InputInvalid as exc:
         fail([f"error: {line}" for line in exc.lines()])
     return site, Path(file).read_text()
-
-
-def site_context() -> dict[str, object]:
-    from .boot.provision import site_context as provisioned
-
-    return provisioned(None)
 
 
 def report(outcome: Outcome, verb: str) -> None:
@@ -162,53 +157,30 @@ def apply(paths: Paths, removals: tuple[str, ...], file: str) -> None:
     If HAProxy is not running, the configuration is put in place for its start. A running
     service that the site file lacks is removed only with --remove SERVICE.
     """
-    from .config.apply import apply_site
+    from . import actions
 
-    refuse_on_secondary("apply")
+    _act(actions.refuse_on_secondary, "apply")
     site, text = load(file)
+    report_change(_act(actions.apply_parsed, paths, site, text, removals), "applied")
+
+
+def _act(action: Any, *args: Any) -> Any:
+    """Run one of lbctl.actions; its refusal is the command's error."""
+    from .actions import ActionError
+
     try:
-        report(apply_site(paths, site, text, allowed_removals=removals), "applied")
-    except ApplyError as exc:
+        return action(*args)
+    except ActionError as exc:
         fail(str(exc))
-    replicate_to_peer(paths)
 
 
-def refuse_on_secondary(command: str) -> None:
-    """On an HA pair the configuration is changed on the primary only, which replicates it."""
-    from .cluster.state import paired
-
-    if not paired():
-        return
-    from .cluster.model import load_cluster
-
-    cluster = load_cluster()
-    if not cluster.primary:
-        fail(
-            f"this appliance is the secondary of an HA pair: {command} on the primary ({cluster.peer.name}), "
-            "which replicates its configuration here"
-        )
-
-
-def replicate_to_peer(paths: Paths) -> None:
-    """After a change on the primary: the secondary applies the same site. A failure is reported
-    (exit 1); this node's new configuration stays applied."""
-    from .cluster.state import paired
-
-    if not paired():
-        return
-    from .cluster.model import load_cluster
-    from .cluster.pairing import ClusterError, current_site_text, replicate, sync_heartbeat
-
-    if not load_cluster().primary:
-        return
-    sync_heartbeat(paths)
-    text = current_site_text(paths)
-    if text is None:
-        return
-    try:
-        click.echo(f"replicated: {replicate(paths, text)}")
-    except ClusterError as exc:
-        fail(f"{exc}; this node's configuration stays applied ('lbctl cluster status')")
+def report_change(change: Any, verb: str) -> None:
+    """The outcome of an apply or rollback, then the replication to the HA peer (exit 1 if it failed)."""
+    report(change.outcome, verb)
+    if change.replicated:
+        click.echo(f"replicated: {change.replicated}")
+    if change.replication_error:
+        fail(change.replication_error)
 
 
 @cli.command()
@@ -218,14 +190,9 @@ def rollback(paths: Paths) -> None:
 
     The configuration left becomes last-good, so a second rollback undoes the first.
     """
-    from .config.apply import rollback as do_rollback
+    from . import actions
 
-    refuse_on_secondary("rollback")
-    try:
-        report(do_rollback(paths), "rolled back to")
-    except ApplyError as exc:
-        fail(str(exc))
-    replicate_to_peer(paths)
+    report_change(_act(actions.rollback, paths), "rolled back to")
 
 
 @cli.command()
@@ -306,16 +273,8 @@ def status(paths: Paths, as_json: bool) -> None:
     sys.exit(0 if st.healthy else 1)
 
 
-SERVER_ACTIONS = {
-    # action: (HAProxy admin state, also cut existing sessions, what it means)
-    "drain": ("drain", False, "no new clients; existing connections and persistent clients continue"),
-    "halt": ("maint", True, "out of service now: new clients go elsewhere, its connections are closed"),
-    "online": ("ready", False, "back in service"),
-}
-
-
 @cli.command()
-@click.argument("action", type=click.Choice(list(SERVER_ACTIONS)))
+@click.argument("action", type=click.Choice(["drain", "halt", "online"]))
 @click.argument("service")
 @click.argument("label")
 @click.pass_obj
@@ -329,26 +288,9 @@ def server(paths: Paths, action: str, service: str, label: str) -> None:
 
     The state survives reloads and reboots, until 'online'.
     """
-    from .config import haproxy
-    from .config.apply import save_server_state
-    from .status import read_services
+    from . import actions
 
-    summary = read_services(paths) or {"services": []}
-    services = {s["name"]: s for s in summary["services"]}
-    if service not in services:
-        fail(f"{service}: no such virtual service (configured: {', '.join(services) or 'none'})")
-    labels = [s["label"] for s in services[service]["servers"]]
-    if label not in labels:
-        fail(f"{service}.{label}: no such real server (configured: {', '.join(labels)})")
-    admin_state, cut, meaning = SERVER_ACTIONS[action]
-    try:
-        haproxy.set_server_state(paths.admin_socket, service, label, admin_state)
-        if cut:
-            haproxy.shutdown_sessions(paths.admin_socket, service, label)
-    except haproxy.HAProxyAPIError as exc:
-        fail(str(exc))
-    save_server_state(paths)  # so that a reboot before the next reload keeps it too
-    click.echo(f"{service}/{label}: {action}: {meaning}")
+    click.echo(_act(actions.server_action, paths, action, service, label))
 
 
 @cli.command()
@@ -683,19 +625,17 @@ def cluster_status(paths: Paths, as_json: bool) -> None:
 @cluster.command("takeover")
 def cluster_takeover() -> None:
     """Take the floating IPs over to this node now (maintenance of the peer)."""
-    from .cluster import heartbeat
+    from . import actions
 
-    _cluster_call(heartbeat.takeover)
-    click.echo("asked heartbeat to take the floating IPs over to this node ('lbctl cluster status')")
+    click.echo(_act(actions.cluster_move, "takeover") + " ('lbctl cluster status')")
 
 
 @cluster.command("standby")
 def cluster_standby() -> None:
     """Hand the floating IPs to the peer now (maintenance of this node)."""
-    from .cluster import heartbeat
+    from . import actions
 
-    _cluster_call(heartbeat.standby)
-    click.echo("asked heartbeat to hand the floating IPs to the peer ('lbctl cluster status')")
+    click.echo(_act(actions.cluster_move, "standby") + " ('lbctl cluster status')")
 
 
 @cluster.command("unpair")
