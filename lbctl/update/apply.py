@@ -93,8 +93,14 @@ class Plan:
         return self.booted.version
 
 
+# Who else hears the progress besides standard output (the web UI's update page), while apply runs.
+_listener: Callable[[str], None] | None = None
+
+
 def say(message: str) -> None:
     print(f"update: {message}", flush=True)
+    if _listener is not None:
+        _listener(message)
 
 
 @contextmanager
@@ -349,40 +355,55 @@ def install_uki(plan: Plan, partial: Path) -> None:
     plan.esp.release()
 
 
-def apply(archive_path: Path, checksum_path: Path, allow_downgrade: bool = False) -> Plan:
-    """Steps 1 to 6 (the caller reboots). Raises UpdateRefused (nothing written) or UpdateFailed."""
+def apply(
+    archive_path: Path,
+    checksum_path: Path,
+    allow_downgrade: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Plan:
+    """Steps 1 to 6 (the caller reboots). Raises UpdateRefused (nothing written) or UpdateFailed.
+    `progress` hears every line printed ("[3/6] write slot B ...", ...)."""
+    global _listener
     with exclusive():
-        with step(1, "verify the archive, its signature and its payloads"):
-            try:
-                plan = verify(archive_path, checksum_path, allow_downgrade)
-            except UpdateRefused as exc:
-                state.record(archive_path.name, running_version(), "refused", str(exc))
-                raise
-        m = plan.archive.manifest
-        say(
-            f"{m.product} {m.version} (signed by key {plan.archive.signed_by}) replaces "
-            f"{plan.target.version or 'nothing'} in slot {plan.target.name}; "
-            f"{plan.booted_version} keeps running in slot {plan.booted.name}"
-        )
+        _listener = progress
         try:
-            with step(2, f"free slot {plan.target.name}"):
-                free_slot(plan)
-            with step(3, f"write slot {plan.target.name} ({m.root.image_bytes // 2**20} MiB) and read it back"):
-                write_slot(plan)
-            fault("slot-written")
-            with step(4, f"write the UKI ({m.uki.image_bytes // 2**20} MiB) to the ESP and read it back"):
-                partial = write_uki(plan)
-            with step(5, f"label slot {plan.target.name} {ROOT_LABEL_PREFIX}{m.version}"):
-                label_slot(plan)
-            fault("relabelled")
-            with step(6, f"install the UKI with {TRIES} boot tries"):
-                install_uki(plan, partial)
-            fault("uki-installed")
-        except (UpdateFailed, DiskError, OSError) as exc:
-            state.record(m.version, plan.booted_version, "failed", str(exc))
-            raise UpdateFailed(f"{exc}; {plan.booted_version} still boots") from None
-        state.set_staged(None)
-        manifest_bytes = m.to_json()
-        state.remember_manifest(m.version, manifest_bytes)
-        state.record(m.version, plan.booted_version, "applied", f"waiting for the first boot of {m.version}")
-        return plan
+            return _apply(archive_path, checksum_path, allow_downgrade)
+        finally:
+            _listener = None
+
+
+def _apply(archive_path: Path, checksum_path: Path, allow_downgrade: bool) -> Plan:
+    with step(1, "verify the archive, its signature and its payloads"):
+        try:
+            plan = verify(archive_path, checksum_path, allow_downgrade)
+        except UpdateRefused as exc:
+            state.record(archive_path.name, running_version(), "refused", str(exc))
+            raise
+    m = plan.archive.manifest
+    say(
+        f"{m.product} {m.version} (signed by key {plan.archive.signed_by}) replaces "
+        f"{plan.target.version or 'nothing'} in slot {plan.target.name}; "
+        f"{plan.booted_version} keeps running in slot {plan.booted.name}"
+    )
+    try:
+        with step(2, f"free slot {plan.target.name}"):
+            free_slot(plan)
+        with step(3, f"write slot {plan.target.name} ({m.root.image_bytes // 2**20} MiB) and read it back"):
+            write_slot(plan)
+        fault("slot-written")
+        with step(4, f"write the UKI ({m.uki.image_bytes // 2**20} MiB) to the ESP and read it back"):
+            partial = write_uki(plan)
+        with step(5, f"label slot {plan.target.name} {ROOT_LABEL_PREFIX}{m.version}"):
+            label_slot(plan)
+        fault("relabelled")
+        with step(6, f"install the UKI with {TRIES} boot tries"):
+            install_uki(plan, partial)
+        fault("uki-installed")
+    except (UpdateFailed, DiskError, OSError) as exc:
+        state.record(m.version, plan.booted_version, "failed", str(exc))
+        raise UpdateFailed(f"{exc}; {plan.booted_version} still boots") from None
+    state.set_staged(None)
+    manifest_bytes = m.to_json()
+    state.remember_manifest(m.version, manifest_bytes)
+    state.record(m.version, plan.booted_version, "applied", f"waiting for the first boot of {m.version}")
+    return plan
