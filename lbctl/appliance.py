@@ -23,12 +23,14 @@ SSH_PORT = 22
 SNMP_PORT = 161
 HEARTBEAT_PORT = 6694  # UDP, between the two nodes of an HA pair
 PEERS_PORT = 7778  # TCP, HAProxy persistence-table replication
-WEB_UI_PORT = 9443  # TCP, HTTPS management
+METRICS_PORT = 8405  # TCP, HAProxy's Prometheus exporter (HAProxy's documented example port)
+WEB_UI_PORT = 9443  # TCP, HTTPS management, and the appliance's own gauges at /metrics
 OWN_PORTS: dict[int, str] = {
     SSH_PORT: "SSH",
     SNMP_PORT: "SNMP",
     HEARTBEAT_PORT: "heartbeat (HA pair)",
     PEERS_PORT: "persistence-table replication (HAProxy peers)",
+    METRICS_PORT: "HAProxy's Prometheus metrics",
     WEB_UI_PORT: "the web UI",
 }
 

@@ -18,6 +18,8 @@ from .appliance import Paths, appliance_version
 from .config import generations, haproxy
 
 SERVER_STATES = ("UP", "DOWN", "DRAIN", "MAINT")
+# HAProxy sections of the appliance's own, not virtual services (haproxy.cfg.j2).
+OWN_PROXIES = ("metrics",)
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,9 @@ def _collect_status(paths: Paths) -> Status:
             proxy["servers"].append(row)
     problems: list[str] = []
     services: list[ServiceStatus] = []
-    names = list(configured) + [n for n, p in by_proxy.items() if n not in configured and p["frontend"]]
+    names = list(configured) + [
+        n for n, p in by_proxy.items() if n not in configured and n not in OWN_PROXIES and p["frontend"]
+    ]
     for name in names:
         found = by_proxy.get(name)
         spec: dict[str, Any] = configured.get(name, {})

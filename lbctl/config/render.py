@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..appliance import CHECK_SCRIPTS_DIR, PEERS_PORT, Paths
+from ..appliance import CHECK_SCRIPTS_DIR, METRICS_PORT, PEERS_PORT, Paths
 from ..cluster.floating import FLOATING_FILE, PASSIVE_FILE
 from ..fileio import write_atomic
 from ..inputs.addresses import IPAddress
@@ -59,6 +59,7 @@ class RenderSettings:
     local_peer: str = "local"
     peers: tuple[Peer, ...] = (Peer("local", f"127.0.0.1:{PEERS_PORT}"),)
     clustered: bool = False  # an HA pair: the floating IPs are heartbeat's, not networkd's
+    metrics_port: int = METRICS_PORT  # HAProxy's Prometheus exporter (frontend metrics)
 
     @classmethod
     def for_paths(cls, paths: Paths, version: str) -> RenderSettings:

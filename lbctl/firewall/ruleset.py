@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..appliance import HEARTBEAT_PORT, PEERS_PORT, SSH_PORT, WEB_UI_PORT, Paths, appliance_version
+from ..appliance import HEARTBEAT_PORT, METRICS_PORT, PEERS_PORT, SSH_PORT, WEB_UI_PORT, Paths, appliance_version
 from ..fileio import write_atomic
 from ..inputs.addresses import IPAddress
 from ..site.model import Site
@@ -35,7 +35,7 @@ TABLE = "lbappliance"
 RULESET_FILE = FIREWALL_DIR / "ruleset.nft"
 PENDING_FILE = FIREWALL_DIR / "pending.nft"
 SITE_RULES_FILE = FIREWALL_DIR / "site-rules.nft"
-MANAGEMENT_PORTS = (SSH_PORT, WEB_UI_PORT)
+MANAGEMENT_PORTS = (SSH_PORT, METRICS_PORT, WEB_UI_PORT)
 TPROXY_MARK = 0x1  # fwmark of connections coming back to a transparent socket
 TPROXY_TABLE = 100  # the routing table that delivers them locally (firewall-notes)
 # How long the peer's entry in heartbeat_seen_v4/v6 lives after its last heartbeat: the age of the
@@ -77,6 +77,8 @@ def render(
     management_v4 = [str(n) for n in networks if n.version == 4] + [str(p) for p in peer_addresses if p.version == 4]
     management_v6 = [str(n) for n in networks if n.version == 6] + [str(p) for p in peer_addresses if p.version == 6]
     vip_rules = [VipRule(s.name, s.interface, s.vip, s.port) for s in (site.services if site else ())]
+    # The service addresses (VIPs, the SNAT address): the management ports are not served there.
+    floating = sorted({r.vip for r in vip_rules} | ({site.snat_address} if site and site.snat_address else set()))
     env = environment()
     template = env.get_template("firewall/ruleset.nft.j2")
     return template.render(
@@ -91,6 +93,8 @@ def render(
         heartbeat_port=HEARTBEAT_PORT,
         peers_port=PEERS_PORT,
         vip_rules=vip_rules,
+        floating_v4=[str(a) for a in floating if a.version == 4],
+        floating_v6=[str(a) for a in floating if a.version == 6],
         outbound_snat=site.outbound_snat if site else (),
         transparent=bool(site and site.transparent),
         tproxy_mark=f"0x{TPROXY_MARK:x}",
