@@ -162,6 +162,12 @@ def validate_firewall_rules(text: str, inputs: Mapping[str, str]) -> None:
     parse(text)
 
 
+def validate_webui_pem(text: str, inputs: Mapping[str, str]) -> None:
+    from ..webui.tls import split_pem
+
+    split_pem(text.encode())
+
+
 @dataclass(frozen=True)
 class Input:
     key: str  # stable name, also the file name under DATA_DIR/provision
@@ -205,7 +211,7 @@ INPUTS: tuple[Input, ...] = (
         "firewall",
         "lb.firewall",
         "firewall.yaml",
-        "firewall settings: the management networks SSH (and the web UI port 9443, kept for it) are open from (YAML)",
+        "firewall settings: the management networks SSH, the web UI (9443) and the metrics (8405) are open from (YAML)",
         validate_firewall,
     ),
     Input(
@@ -214,6 +220,13 @@ INPUTS: tuple[Input, ...] = (
         "firewall-rules.nft",
         "the site's own firewall rules (nftables syntax; see docs/lbctl.md, Firewall)",
         validate_firewall_rules,
+    ),
+    Input(
+        "webui-certificate",
+        "lb.webui.pem",
+        "webui.pem",
+        "the web UI's TLS certificate: one PEM file, the unencrypted private key then the certificate chain",
+        validate_webui_pem,
     ),
 )
 INPUTS_BY_KEY = {i.key: i for i in INPUTS}
@@ -450,6 +463,11 @@ def run() -> int:
         flag.unlink(missing_ok=True)
     else:
         flag.write_text("no admin password or SSH key was provisioned\n")
+    if "webui-certificate" in changed:
+        with step("web UI certificate"):
+            from ..webui.tls import install
+
+            print(f"web UI certificate installed: SHA-256 {install((stored('webui-certificate') or '').encode())}")
     with step("network"):
         apply_network()
     firewall_changed = install_firewall_inputs(changed)
