@@ -18,9 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from builder import provision, qemu
 from builder.netns import Namespace
+from lbctl.webui import tls
 from tests.helpers import LOG_DIR, artifact, make_dicom_file, provisioned
 
 SEGMENT = "10.201.0"  # the TAP segment between the namespace and the guest's eth1
@@ -211,9 +214,47 @@ def test_firewall_is_loaded_before_haproxy_listens_and_follows_the_lockdown(
         "import socket,sys; s=socket.socket(); s.settimeout(3); sys.exit(s.connect_ex((sys.argv[1], int(sys.argv[2]))))"
     )
     assert ns.run(["python3", "-c", probe, VIP, "104"], timeout=30).returncode == 0
-    assert ns.run(["python3", "-c", probe, GUEST, "22"], timeout=30).returncode != 0, "SSH open outside the lockdown"
+    for port in (22, 9443, 8405):  # SSH, the web UI, HAProxy's metrics: management only
+        assert ns.run(["python3", "-c", probe, GUEST, str(port)], timeout=30).returncode != 0, f"{port} open"
     status = guest(appliance, "lbctl firewall status")
     assert "10.0.2.0/24" in status
+
+
+# In the guest: the certificate lb-webui serves on 9443 (once it listens), and the one it keeps.
+SERVED_CERTIFICATE = """python3 -c '
+import ssl, time
+for _ in range(90):
+    try:
+        print(ssl.get_server_certificate(("127.0.0.1", 9443)), end=""); break
+    except OSError:
+        time.sleep(1)
+'"""
+KEPT_CERTIFICATE = "cat /var/lib/lbappliance/webui/tls/cert.pem"
+FETCH = """python3 -c '
+import ssl, sys, urllib.request
+context = ssl._create_unverified_context()
+print(urllib.request.urlopen(sys.argv[1], context=context, timeout=10).read().decode())
+' """
+
+
+def test_web_ui_serves_its_own_certificate_and_the_metrics(appliance: qemu.VM) -> None:
+    """lb-webui serves HTTPS on 9443 with the certificate this instance made at its first start
+    (kept on the data partition, never in the image), asks for a password nobody set (there is
+    no default), and the appliance gauges and HAProxy's exporter answer for Prometheus."""
+    served = guest(appliance, SERVED_CERTIFICATE)
+    assert "BEGIN CERTIFICATE" in served, guest(appliance, "journalctl -b -u lb-webui")
+    assert tls.fingerprint(served.encode()) == tls.fingerprint(guest(appliance, KEPT_CERTIFICATE).encode())
+    assert guest(appliance, "stat -c %a /var/lib/lbappliance/webui/tls/key.pem").strip() == "600"
+    assert "made a self-signed certificate, SHA-256 fingerprint" in guest(appliance, "journalctl -b -u lb-webui")
+    login = guest(appliance, FETCH + "https://127.0.0.1:9443/lbadmin/login")
+    assert "No admin password is set on this appliance" in login
+    gauges = guest(appliance, FETCH + "https://127.0.0.1:9443/metrics")
+    version = guest(appliance, "lbctl version").strip()
+    assert f'lbappliance_info{{version="{version}",slot="A"}} 1' in gauges
+    assert "lbappliance_healthy 1" in gauges and "lbappliance_firewall_lockdown 1" in gauges
+    exporter = guest(appliance, FETCH.replace("https", "http") + "http://127.0.0.1:8405/metrics")
+    assert 'haproxy_server_status{proxy="DICOM",server="Server1",state="UP"} 1' in exporter
+    assert "haproxy_process_start_time_seconds" in exporter
 
 
 def test_address_rules_agree_between_the_guest_and_the_build_host(appliance: qemu.VM) -> None:
@@ -247,6 +288,12 @@ def test_second_instance_from_config_disk_has_its_own_identity(
     first_id, second_id = guest(appliance, identity).split(), guest(second, identity).split()
     assert len(first_id) == len(second_id) == 3  # machine-id, ed25519 and ECDSA host keys
     assert not set(first_id) & set(second_id)
+    # And its own web UI certificate and key, for its own host name.
+    first_cert, second_cert = guest(appliance, SERVED_CERTIFICATE), guest(second, SERVED_CERTIFICATE)
+    assert "BEGIN CERTIFICATE" in second_cert
+    assert tls.fingerprint(first_cert.encode()) != tls.fingerprint(second_cert.encode())
+    subject = x509.load_pem_x509_certificate(second_cert.encode()).subject
+    assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "lb-second"
 
 
 def test_reboot_keeps_identity_configuration_and_vips(
