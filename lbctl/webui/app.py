@@ -432,8 +432,7 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
         if a and b:
             old, new = generation_dir(a), generation_dir(b)
             if old is None or new is None:
-                notice(f"no such generation: {a if old is None else b}", "error")
-                g.notices = take_notices(g.session)
+                g.notices = [*g.get("notices", []), ("error", f"no such generation: {a if old is None else b}")]
             else:
                 diff = unified(site_text(old) or "", site_text(new) or "", f"generation {a}", f"generation {b}")
         return page("config.html", **config_values(diff=diff, a=a, b=b))
@@ -547,13 +546,19 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
             job.state, job.lines, job.message, job.version, job.slot = "running", [], "", "", ""
             job.started, job.finished = time.time(), 0.0
         name = secure_filename(archive.filename) or "update.tar"
-        target = settings.upload_dir
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True, mode=0o700)
-        archive_path, checksum_path = target / name, target / f"{name}.sha256"
-        archive.save(archive_path)
-        checksum.save(checksum_path)
         job.archive = name
+        target = settings.upload_dir
+        archive_path, checksum_path = target / name, target / f"{name}.sha256"
+        try:
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True, mode=0o700)
+            archive.save(archive_path)
+            checksum.save(checksum_path)
+        except OSError as exc:
+            shutil.rmtree(target, ignore_errors=True)
+            job.state, job.message, job.finished = "failed", f"the upload could not be stored: {exc}", time.time()
+            log.warning("update: %s", job.message)
+            return redirect(url_for("update"))
         log.info("update: %s uploaded from %s (%d bytes)", name, client_address(), archive_path.stat().st_size)
         state.slots = (0.0, None)
         threading.Thread(target=run_update, args=(job, archive_path, checksum_path), daemon=True).start()
@@ -610,6 +615,10 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
     @app.post(f"{PREFIX}/certificate")
     def certificate() -> BaseResponse:
         upload = request.files.get("pem")
+        if state.update.state == "running":
+            # Installing it restarts the worker, which would stop the update half way.
+            notice("an update is running: install the certificate once it has ended", "error")
+            return redirect(url_for("update"))
         if upload is None or not upload.filename:
             notice("choose the PEM file (private key and certificate chain)", "error")
             return redirect(url_for("update"))

@@ -448,3 +448,17 @@ def test_the_certificate_upload_installs_it(ui: UI) -> None:
     assert "certificate refused: needs exactly one private key" in ui.client.get(f"{PREFIX}/update").get_data(
         as_text=True
     )
+
+
+def test_no_certificate_is_installed_while_an_update_runs(ui: UI) -> None:
+    import io
+
+    tls.ensure(ui.state.settings.tls)
+    before = ui.state.settings.tls.cert.read_bytes()
+    ui.sign_in()
+    ui.state.update.state = "running"
+    key, cert = tls.self_signed("pacs-lb.hospital.example")
+    data = {"csrf": ui.csrf(), "pem": (io.BytesIO(key + cert), "lb.pem")}
+    ui.client.post(f"{PREFIX}/certificate", data=data, content_type="multipart/form-data")
+    assert "an update is running" in ui.client.get(f"{PREFIX}/update").get_data(as_text=True)
+    assert ui.state.settings.tls.cert.read_bytes() == before
