@@ -18,16 +18,22 @@ from ..fileio import write_atomic
 
 HASH_FILE = DATA_DIR / "credentials" / "root.password-hash"
 ADMIN_KEYS_FILE = DATA_DIR / "ssh" / "authorized_keys" / "root"
+SHADOW = Path("/etc/shadow")
+
+
+def shadow_field(user: str = "root") -> str | None:
+    """The user's password field in /etc/shadow as it is ('$y$...', '!$y$...', '*', ''), or None."""
+    for line in SHADOW.read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == user and len(fields) > 1:
+            return fields[1]
+    return None
 
 
 def shadow_hash(user: str = "root") -> str | None:
     """The user's hash from /etc/shadow, or None when the account has no usable password."""
-    for line in Path("/etc/shadow").read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == user and len(fields) > 1:
-            value = fields[1]
-            return value if value.startswith("$") else None
-    return None
+    value = shadow_field(user)
+    return value if value and value.startswith("$") else None
 
 
 def write_hash(value: str) -> None:
@@ -36,15 +42,20 @@ def write_hash(value: str) -> None:
 
 
 def save() -> None:
-    value = shadow_hash()
-    if value is not None and (not HASH_FILE.exists() or HASH_FILE.read_text().strip() != value):
-        write_hash(value)
+    """Keep the password, and a lock of it: 'passwd -l' ('!' before the hash) is kept as it is, so
+    that the web UI refuses the password too and the next boot's restore keeps it locked. Other
+    values ('*', empty) are not kept: the image's own '*' must never replace a kept hash."""
+    value = shadow_field()
+    usable = value is not None and value.startswith("$")
+    locked = value is not None and value.startswith("!$") and HASH_FILE.exists()
+    if (usable or locked) and (not HASH_FILE.exists() or HASH_FILE.read_text().strip() != value):
+        write_hash(value or "")
 
 
 def restore() -> None:
     if HASH_FILE.exists():
         value = HASH_FILE.read_text().strip()
-        if value != shadow_hash():
+        if value != shadow_field():
             subprocess.run(["usermod", "--password", value, "root"], check=True)
 
 

@@ -27,7 +27,6 @@ import difflib
 import logging
 import os
 import shutil
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from .. import actions
 from ..appliance import DATA_DIR, TEMPLATES_DIR, Paths
-from ..inputs import InputInvalid, format_path
+from ..inputs import InputInvalid, Problem, format_path
 from ..status import SERVER_STATES, collect_status, duration
 from . import auth, journal, metrics, tls
 
@@ -119,7 +118,12 @@ def create_app(settings: WebSettings | None = None) -> Flask:
         static_folder="static",
         static_url_path=f"{PREFIX}/static",
     )
-    app.config.update(MAX_CONTENT_LENGTH=MAX_FORM_BYTES, SEND_FILE_MAX_AGE_DEFAULT=3600, TEMPLATES_AUTO_RELOAD=False)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
+        MAX_FORM_MEMORY_SIZE=MAX_FORM_BYTES,  # the editor's text field (Werkzeug's default is 500 kB)
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
     state = WebState(settings or WebSettings.from_env())
     app.extensions["lbadmin"] = state
     app.jinja_env.globals.update(
@@ -163,9 +167,18 @@ def take_notices(session: auth.Session) -> list[tuple[str, str]]:
 
 
 def confirm_page(
-    title: str, explain: str, action: str, fields: dict[str, str | list[str]], button: str
+    title: str, explain: str, action: str, fields: dict[str, str | list[str]], button: str, back: str = ""
 ) -> BaseResponse:
-    return page("confirm.html", title=title, explain=explain, action=action, fields=fields, button=button)
+    """The page that asks once more; Cancel goes `back` (default: the overview)."""
+    return page(
+        "confirm.html",
+        title=title,
+        explain=explain,
+        action=action,
+        fields=fields,
+        button=button,
+        back=back or url_for("overview"),
+    )
 
 
 def confirmed() -> bool:
@@ -173,11 +186,26 @@ def confirmed() -> bool:
 
 
 def same_origin() -> bool:
-    """A POST must come from this UI: an Origin header, when the browser sends one, names us."""
+    """A POST must come from this UI: an Origin header, when the browser sends one, names us
+    (scheme, host and port; RFC 6454)."""
     origin = request.headers.get("Origin")
-    if not origin or origin == "null":
-        return origin is None
-    return urlsplit(origin).netloc == request.host
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme == request.scheme and parts.netloc == request.host
+
+
+def safe_next(target: str) -> str:
+    """Where to go after signing in: a page of this UI (a path, no host, no control characters,
+    not the sign-out), else the overview."""
+    if (
+        not target.startswith(f"{PREFIX}/")
+        or target.startswith("//")
+        or any(ord(c) < 32 or ord(c) == 127 for c in target)
+        or target.split("?")[0] == f"{PREFIX}/logout"
+    ):
+        return f"{PREFIX}/"
+    return target
 
 
 def security_headers(response: Response) -> BaseResponse:
@@ -207,21 +235,31 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
             request.max_content_length = MAX_UPDATE_BYTES
         if request.endpoint in open_endpoints or request.endpoint is None:
             return None
-        session = state.sessions.get(request.cookies.get(auth.SESSION_COOKIE), settings.password.fingerprint())
+        # The overview's own refresh and API reads are not the user's: they neither keep the
+        # session alive nor take the messages meant for the next page.
+        background = request.path.startswith(f"{PREFIX}/api/") or bool(request.args.get("fragment"))
+        cookie = request.cookies.get(auth.SESSION_COOKIE)
+        session = state.sessions.get(cookie, settings.password.fingerprint(), touch=not background)
         if session is None:
-            if request.path.startswith(f"{PREFIX}/api/") or request.args.get("fragment"):
-                return Response("signed out\n", 401, mimetype="text/plain")
+            if background:
+                response = Response("signed out\n", 401, mimetype="text/plain")
+                response.headers["WWW-Authenticate"] = 'Form realm="lbadmin"'
+                return response
             target = request.full_path if request.method == "GET" else f"{PREFIX}/"
             return redirect(url_for("login", next=target.rstrip("?")))
         g.session = session
-        g.notices = take_notices(session)
+        g.notices = [] if background else take_notices(session)
         if request.method == "POST":
             token = request.headers.get("X-CSRF-Token") or request.form.get("csrf")
             if not same_origin() or not auth.csrf_ok(session, token):
                 log.warning(
                     "refused %s %s from %s: no valid CSRF token", request.method, request.path, client_address()
                 )
-                return Response("refused: this form is stale or came from another site; reload the page\n", 403)
+                return Response(
+                    "refused: this form is stale or came from another site; reload the page\n",
+                    403,
+                    mimetype="text/plain",
+                )
         return None
 
     app.after_request(security_headers)
@@ -240,14 +278,12 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
     def login() -> BaseResponse:
         address = client_address()
         has_password = settings.password.read() is not None
-        target = request.values.get("next", "")
-        if not target.startswith(f"{PREFIX}/") or target.startswith("//"):
-            target = f"{PREFIX}/"
+        target = safe_next(request.values.get("next", ""))
         if request.method == "GET":
             return page("login.html", has_password=has_password, next=target, error="")
         if not same_origin():
-            return Response("refused: the sign-in form came from another site\n", 403)
-        wait = state.failures.wait_seconds(address)
+            return Response("refused: the sign-in form came from another site\n", 403, mimetype="text/plain")
+        wait, count = state.failures.begin(address)
         if wait:
             log.warning("sign-in from %s refused: too many failures, %d s to wait", address, wait)
             response = page(
@@ -270,7 +306,6 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
                 auth.SESSION_COOKIE, session.id, secure=True, httponly=True, samesite="Strict", path="/"
             )
             return response
-        count = state.failures.failed(address)
         log.warning(
             "sign-in failed from %s as %r (%d of %d allowed in %d s)",
             address,
@@ -282,7 +317,9 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
         error = "Wrong user name or password."
         if not has_password:
             error = "No admin password is set on this appliance; set one at the console (passwd)."
-        return page("login.html", 401, has_password=has_password, next=target, error=error)
+        response = page("login.html", 401, has_password=has_password, next=target, error=error)
+        response.headers["WWW-Authenticate"] = 'Form realm="lbadmin"'  # RFC 9110 15.5.2: a 401 names a scheme
+        return response
 
     @app.post(f"{PREFIX}/logout")
     def logout() -> BaseResponse:
@@ -337,6 +374,16 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
         if action not in actions.SERVER_ACTIONS or not service or not label:
             abort(400)
         if action in CONFIRM_SERVER and not confirmed():
+            from ..status import read_services
+
+            configured = {
+                (svc["name"], srv["label"])
+                for svc in (read_services(paths) or {"services": []})["services"]
+                for srv in svc["servers"]
+            }
+            if (service, label) not in configured:
+                notice(f"{service}/{label}: no such real server in the applied configuration", "error")
+                return redirect(f"{PREFIX}/")
             return confirm_page(
                 f"{action.capitalize()} {service}/{label}?",
                 CONFIRM_SERVER[action],
@@ -420,7 +467,7 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
     def generation_dir(name: str) -> Path | None:
         from ..config import generations
 
-        if not name.isdigit():
+        if not (name.isascii() and name.isdigit() and len(name) <= 8):
             return None
         path = generations.generations_dir(paths) / name
         return path if path.is_dir() else None
@@ -437,26 +484,34 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
                 diff = unified(site_text(old) or "", site_text(new) or "", f"generation {a}", f"generation {b}")
         return page("config.html", **config_values(diff=diff, a=a, b=b))
 
-    def submitted_site() -> str:
+    def submitted_site() -> tuple[str, InputInvalid | None]:
+        """The uploaded file (it wins) or the edited text, line ends made '\n'; and the problem
+        when an upload is not UTF-8, as `lbctl validate` says it."""
         upload = request.files.get("upload")
-        if upload is not None and upload.filename:
-            raw = upload.read(MAX_FORM_BYTES + 1)
-            try:
-                return raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return raw.decode("utf-8", "replace")
-        return request.form.get("site", "").replace("\r\n", "\n")
+        if upload is None or not upload.filename:
+            return normal_lines(request.form.get("site", "")), None
+        raw = upload.read(MAX_FORM_BYTES + 1)
+        try:
+            return normal_lines(raw.decode("utf-8")), None
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            problem = InputInvalid([Problem((), "not UTF-8 text; save the file as UTF-8", line)])
+            return normal_lines(raw.decode("utf-8", "replace")), problem
 
     def invalid(text: str, exc: InputInvalid, status: int = 422) -> BaseResponse:
-        """The editor again, each problem below its line (line 0: problems of the whole file)."""
+        """The editor again, each problem below its line (0: problems of the whole file, and of
+        a line past the end, such as an unclosed bracket)."""
+        last = len(text.split("\n"))
         by_line: dict[int, list[Any]] = {}
         for problem in exc.problems:
-            by_line.setdefault(problem.line or 0, []).append(problem)
+            by_line.setdefault(problem.line if problem.line and problem.line <= last else 0, []).append(problem)
         return page("config.html", status, **config_values(edit_text=text, problems=exc.problems, by_line=by_line))
 
     @app.post(f"{PREFIX}/config/check")
     def config_check() -> BaseResponse:
-        text = submitted_site()
+        text, not_utf8 = submitted_site()
+        if not_utf8 is not None:
+            return invalid(text, not_utf8)
         try:
             site = actions.parse_site(text)
         except InputInvalid as exc:
@@ -476,7 +531,7 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
 
     @app.post(f"{PREFIX}/config/apply")
     def config_apply() -> BaseResponse:
-        text = request.form.get("site", "").replace("\r\n", "\n")
+        text = normal_lines(request.form.get("site", ""))
         removals = request.form.getlist("remove")
         try:
             change = actions.apply_text(paths, text, removals)
@@ -509,6 +564,7 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
                 url_for("config_rollback"),
                 {},
                 "Roll back",
+                back=url_for("config"),
             )
         try:
             change = actions.rollback(paths)
@@ -575,25 +631,31 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
                 job.lines.append(line)
             log.info("update: %s", line)
 
+        outcome, message, version, slot = "failed", "", "", ""
         try:
             plan = upd.apply(archive_path, checksum_path, progress=heard)
         except upd.UpdateRefused as exc:
-            job.state, job.message = "refused", f"update refused, nothing was written: {exc}"
+            outcome, message = "refused", f"update refused, nothing was written: {exc}"
         except upd.UpdateFailed as exc:
-            job.state, job.message = "failed", f"update failed: {exc}"
+            message = f"update failed: {exc}"
         except Exception as exc:  # the page must say it ended, whatever happened
-            job.state, job.message = "failed", f"update failed: {type(exc).__name__}: {exc}"
+            message = f"update failed: {type(exc).__name__}: {exc}"
         else:
-            job.state, job.version, job.slot = "installed", plan.version, plan.target.name
-            job.message = f"{plan.version} is installed in slot {plan.target.name}; it starts at the next reboot"
-        finally:
-            job.finished = time.time()
-            state.slots = (0.0, None)
-            shutil.rmtree(archive_path.parent, ignore_errors=True)
-        log.info("update: %s", job.message)
+            outcome, version, slot = "installed", plan.version, plan.target.name
+            message = f"{plan.version} is installed in slot {plan.target.name}; it starts at the next reboot"
+        # The upload goes before the job says it ended: a next upload may start only then.
+        shutil.rmtree(archive_path.parent, ignore_errors=True)
+        state.slots = (0.0, None)
+        with job.lock:
+            job.message, job.version, job.slot, job.finished = message, version, slot, time.time()
+            job.state = outcome
+        log.info("update: %s", message)
 
     @app.post(f"{PREFIX}/update/reboot")
     def update_reboot() -> BaseResponse:
+        if state.update.state == "running":
+            notice("an update is being written: reboot once it has ended", "error")
+            return redirect(url_for("update"))
         if not confirmed():
             from ..cli import ha_warning
 
@@ -605,6 +667,7 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
                 url_for("update_reboot"),
                 {},
                 "Reboot",
+                back=url_for("update"),
             )
         log.warning("reboot asked from %s", client_address())
         import subprocess
@@ -628,8 +691,7 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
             notice(f"certificate refused: {exc}", "error")
             return redirect(url_for("update"))
         log.info("certificate replaced from %s: SHA-256 %s", client_address(), made)
-        notice(f"certificate installed (SHA-256 {made}); the web UI restarts with it in a moment")
-        reload_server()
+        notice(f"certificate installed (SHA-256 {made}); new connections get it")
         return redirect(url_for("update"))
 
     # --- logs ---------------------------------------------------------------------------------
@@ -640,7 +702,7 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
         priority = request.args.get("priority", "all")
         text = request.args.get("text", "")[:200]
         given = request.args.get("lines", "200")
-        lines = int(given) if given.isdigit() else 0
+        lines = next((n for n in journal.LINE_CHOICES if str(n) == given), 0)
         if source not in journal.SOURCES or priority not in journal.PRIORITIES or lines not in journal.LINE_CHOICES:
             abort(400)
         error = ""
@@ -671,13 +733,19 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
         booted = next((s.name for s in info.slots if s.booted), None) if not isinstance(info, str) else None
         firewall = lockdown()
         locked = None if isinstance(firewall, str) else firewall.locked_down
-        return Response(metrics.render(metrics.gauges(st, booted, locked)), mimetype=metrics.CONTENT_TYPE)
+        return Response(metrics.render(metrics.gauges(st, booted, locked)), content_type=metrics.CONTENT_TYPE)
 
 
 def _current(paths: Paths) -> Path | None:
     from ..config import generations
 
     return generations.target_of(paths.current)
+
+
+def normal_lines(text: str) -> str:
+    """'\r\n' and '\r' line ends as '\n' (browsers send a text area's lines with '\r\n'), so
+    that the problems' line numbers are the lines shown."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def unified(old: str, new: str, old_name: str, new_name: str) -> list[str]:
@@ -688,11 +756,3 @@ def unified(old: str, new: str, old_name: str, new_name: str) -> list[str]:
             old.splitlines(keepends=True), new.splitlines(keepends=True), old_name, new_name, n=3
         )
     ]
-
-
-def reload_server() -> None:
-    """gunicorn's master starts new workers, which load the new certificate, on SIGHUP; it
-    names itself in LB_WEBUI_MASTER (server.py). Outside gunicorn there is nothing to reload."""
-    master = os.environ.get("LB_WEBUI_MASTER", "")
-    if master.isdigit():
-        threading.Timer(1.0, os.kill, (int(master), signal.SIGHUP)).start()

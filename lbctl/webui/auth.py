@@ -94,8 +94,8 @@ class PasswordFile:
 
     def check(self, password: str) -> bool:
         stored = self.read()
-        if stored is None or not password or len(password.encode()) > MAX_PASSWORD_BYTES:
-            return False
+        if stored is None or not password or "\0" in password or len(password.encode()) > MAX_PASSWORD_BYTES:
+            return False  # crypt(3) would read a password only up to a NUL
         computed = crypt(password, stored)
         return computed is not None and hmac.compare_digest(computed, stored)
 
@@ -135,9 +135,10 @@ class Sessions:
             self._by_id[session.id] = session
         return session
 
-    def get(self, session_id: str | None, password: str) -> Session | None:
-        """The live session with this id, refreshed; None when unknown, expired, or signed in with
-        another admin password than `password` (the current fingerprint)."""
+    def get(self, session_id: str | None, password: str, touch: bool = True) -> Session | None:
+        """The live session with this id; None when unknown, expired, or signed in with another
+        admin password than `password` (the current fingerprint). `touch`: this request is the
+        user's (not the overview's own refresh), so the idle time starts again."""
         if not session_id:
             return None
         now = self.clock()
@@ -149,7 +150,8 @@ class Sessions:
             if not password or not hmac.compare_digest(session.password, password):
                 del self._by_id[session_id]
                 return None
-            session.seen = now
+            if touch:
+                session.seen = now
             return session
 
     def end(self, session_id: str | None) -> None:
@@ -169,9 +171,30 @@ def csrf_ok(session: Session, token: str | None) -> bool:
     return bool(token) and hmac.compare_digest(session.csrf, token or "")
 
 
+MAX_TRACKED = 10000  # client addresses (or IPv6 /64s) counted at once
+
+
+def client_key(address: str) -> str:
+    """What the limit counts by: the IPv4 address, or the IPv6 /64 (one host may hold a whole
+    /64, RFC 4291 2.5.1, and would otherwise get a fresh count per address)."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 @dataclass
 class FailureLimit:
-    """Failed sign-ins per client address in a sliding window."""
+    """Failed sign-ins per client (client_key) in a sliding window. A sign-in first takes an
+    attempt (`begin`), counted as a failure until it succeeds, so that parallel requests cannot
+    slip between the check and the count."""
 
     allowed: int = FAILURES_ALLOWED
     window: float = FAILURE_WINDOW_SECONDS
@@ -179,33 +202,36 @@ class FailureLimit:
     _failures: dict[str, deque[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def wait_seconds(self, address: str) -> int:
-        """0 when `address` may try now; else how many seconds until it may."""
-        now = self.clock()
+    def begin(self, address: str) -> tuple[int, int]:
+        """Take an attempt for `address`: (0, the attempts in the window with this one) when it may
+        try now, or (seconds to wait, the attempts) when it has used up the window's."""
+        key, now = client_key(address), self.clock()
         with self._lock:
-            times = self._recent(address, now)
-            if len(times) < self.allowed:
-                return 0
-            return max(1, int(times[0] + self.window - now + 0.999))
-
-    def failed(self, address: str) -> int:
-        """Count a failure; returns the failures of `address` in the window, this one included."""
-        now = self.clock()
-        with self._lock:
-            times = self._recent(address, now)
+            times = self._recent(key, now)
+            if len(times) >= self.allowed:
+                return max(1, int(times[0] + self.window - now + 0.999)), len(times)
             times.append(now)
-            self._failures[address] = times
-            if len(self._failures) > 10000:  # bound the memory an address sweep could take
-                for other in [a for a, t in self._failures.items() if not t or now - t[-1] > self.window]:
-                    del self._failures[other]
-            return len(times)
+            self._failures[key] = times
+            if len(self._failures) > MAX_TRACKED:
+                self._prune(now)
+            return 0, len(times)
 
     def succeeded(self, address: str) -> None:
         with self._lock:
-            self._failures.pop(address, None)
+            self._failures.pop(client_key(address), None)
 
-    def _recent(self, address: str, now: float) -> deque[float]:
-        times = self._failures.get(address, deque())
+    def _recent(self, key: str, now: float) -> deque[float]:
+        times = self._failures.get(key, deque())
         while times and now - times[0] >= self.window:
             times.popleft()
         return times
+
+    def _prune(self, now: float) -> None:
+        """Forget clients whose failures left the window; if still too many (a sweep across
+        addresses), the ones that failed longest ago. Runs once per MAX_TRACKED/10 new clients."""
+        for key in [k for k, t in self._failures.items() if not t or now - t[-1] >= self.window]:
+            del self._failures[key]
+        excess = len(self._failures) - MAX_TRACKED * 9 // 10
+        if excess > 0:
+            for key in sorted(self._failures, key=lambda k: self._failures[k][-1])[:excess]:
+                del self._failures[key]

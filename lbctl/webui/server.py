@@ -4,7 +4,8 @@
 
 One worker process with threads: the sessions and the failed sign-in counts live in that
 process's memory, so there must be exactly one. TLS is gunicorn's (Python's ssl module, TLS 1.2
-and newer); the certificate is re-read when the master gets SIGHUP (systemctl reload lb-webui).
+and newer); gunicorn loads the certificate for every new connection, so a replaced one is used
+at once, without a restart.
 """
 
 from __future__ import annotations
@@ -36,9 +37,6 @@ proc_name = "lb-webui"
 # The largest header block a browser sends is far below these; refuse more.
 limit_request_line = 8190
 limit_request_fields = 100
-
-# The app asks the master to reload (a replaced certificate) by this pid.
-os.environ["LB_WEBUI_MASTER"] = str(os.getpid())
 
 
 def post_worker_init(worker: Any) -> None:

@@ -128,24 +128,69 @@ def split_pem(pem: bytes) -> tuple[bytes, bytes]:
         raise InputInvalid(
             [Problem((), "the private key is encrypted; the web UI starts unattended, give it unencrypted")]
         )
+    from cryptography.exceptions import UnsupportedAlgorithm
+
     try:
         key = serialization.load_pem_private_key(keys[0], password=None)
         chain = [x509.load_pem_x509_certificate(c) for c in certs]
-    except (ValueError, TypeError) as exc:
+        leaf_key = chain[0].public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise InputInvalid([Problem((), f"cannot be read: {exc}")]) from None
+    problem = key_problem(key)
+    if problem:
+        raise InputInvalid([Problem((), problem)])
     public = serialization.PublicFormat.SubjectPublicKeyInfo
-    if chain[0].public_key().public_bytes(serialization.Encoding.DER, public) != key.public_key().public_bytes(
+    if leaf_key.public_bytes(serialization.Encoding.DER, public) != key.public_key().public_bytes(
         serialization.Encoding.DER, public
     ):
         raise InputInvalid([Problem((), "the first certificate is not the private key's (the leaf must come first)")])
-    if chain[0].not_valid_after_utc < datetime.datetime.now(datetime.UTC):
+    now = datetime.datetime.now(datetime.UTC)
+    if chain[0].not_valid_after_utc < now:
         raise InputInvalid([Problem((), f"the certificate expired on {chain[0].not_valid_after_utc:%Y-%m-%d}")])
+    if chain[0].not_valid_before_utc > now:
+        raise InputInvalid(
+            [Problem((), f"the certificate is valid only from {chain[0].not_valid_before_utc:%Y-%m-%d %H:%M} UTC")]
+        )
+    loads(keys[0], b"".join(certs))
     return keys[0], b"".join(certs)
+
+
+def key_problem(key: object) -> str | None:
+    """Why browsers could not use this key, or None: RSA of 2048 bits or more, ECDSA on P-256 or
+    P-384 (the curves every browser offers; RFC 8446 4.2.7, the CA/Browser Forum's Baseline
+    Requirements 6.1.5)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(key, rsa.RSAPrivateKey):
+        return None if key.key_size >= 2048 else f"an RSA key of {key.key_size} bits; 2048 or more are needed"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.name in ("secp256r1", "secp384r1"):
+            return None
+        return f"an EC key on {key.curve.name}; browsers need P-256 or P-384"
+    kind = type(key).__name__.removeprefix("_").removesuffix("PrivateKey")
+    return f"an {kind} key; browsers need RSA (2048 bits or more) or ECDSA (P-256, P-384)"
+
+
+def loads(key_pem: bytes, chain: bytes) -> None:
+    """The web server must load the pair (Python's ssl, as gunicorn does for every connection),
+    or it would refuse every connection after the change."""
+    import ssl
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        key_file, cert_file = Path(scratch) / "key.pem", Path(scratch) / "cert.pem"
+        key_file.write_bytes(key_pem)
+        cert_file.write_bytes(chain)
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(cert_file), str(key_file))
+        except ssl.SSLError as exc:
+            raise InputInvalid([Problem((), f"the TLS library refuses it: {exc.reason or exc}")]) from None
 
 
 def install(pem: bytes, files: TLSFiles | None = None) -> str:
     """Replace the certificate and key with a site's own (checked first); the ones replaced are
-    kept as *.previous. Returns the new fingerprint. The running server takes it at its reload."""
+    kept as *.previous. Returns the new fingerprint. gunicorn reads the files for every new
+    connection, so the next one already gets it."""
     files = files or TLSFiles()
     key_pem, chain = split_pem(pem)
     files.directory.mkdir(mode=0o700, parents=True, exist_ok=True)

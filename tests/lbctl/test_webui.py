@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -76,6 +77,20 @@ def ui(tmp_path: Path) -> Iterator[UI]:
     state.sessions = auth.Sessions(clock=clock)
     state.failures = auth.FailureLimit(clock=clock)
     yield UI(app, app.test_client(), tmp_path, clock)
+
+
+def configure(ui: UI, services: dict[str, list[str]]) -> None:
+    """An applied generation's services.json (what lbctl.status.read_services reads), no HAProxy."""
+    generation = ui.tmp / "state" / "generations" / "0001"
+    generation.mkdir(parents=True)
+    summary = {
+        "services": [
+            {"name": name, "vip": "10.0.0.10", "port": 104, "servers": [{"label": label} for label in labels]}
+            for name, labels in services.items()
+        ]
+    }
+    (generation / "services.json").write_text(json.dumps(summary))
+    (ui.tmp / "state" / "current").symlink_to("generations/0001")
 
 
 # --- sign-in ----------------------------------------------------------------------------------
@@ -199,6 +214,7 @@ def test_a_stolen_cookie_value_must_match_a_live_session(ui: UI) -> None:
 
 
 def test_state_changes_need_the_csrf_token(ui: UI, caplog: pytest.LogCaptureFixture) -> None:
+    configure(ui, {"DICOM": ["Server1", "Server2"]})
     ui.sign_in()
     token = ui.csrf()
     form = {"target": "drain/DICOM/Server1"}
@@ -208,8 +224,10 @@ def test_state_changes_need_the_csrf_token(ui: UI, caplog: pytest.LogCaptureFixt
     assert ui.client.post(f"{PREFIX}/logout").status_code == 403
     assert "no valid CSRF token" in caplog.text
     # Another site's page posting with a leaked token is refused by its Origin.
-    evil = {"Origin": "https://evil.example"}
-    assert ui.client.post(f"{PREFIX}/server", data={**form, "csrf": token}, headers=evil).status_code == 403
+    for origin in ("https://evil.example", "null", "", "https://localhost"):  # the test client is http://localhost
+        refused = ui.client.post(f"{PREFIX}/server", data={**form, "csrf": token}, headers={"Origin": origin})
+        assert refused.status_code == 403, origin
+        assert refused.headers["Content-Type"].startswith("text/plain")
     # The token in the form (or the X-CSRF-Token header) from this UI passes.
     assert ui.client.post(f"{PREFIX}/server", data={**form, "csrf": token}).status_code == 200
     own = {"Origin": "http://localhost", "X-CSRF-Token": token}
@@ -229,17 +247,26 @@ def test_every_page_sends_the_security_headers(ui: UI) -> None:
 
 
 def test_drain_and_halt_ask_first(ui: UI) -> None:
+    configure(ui, {"DICOM": ["Server1", "Server2"]})
     ui.sign_in()
     token = ui.csrf()
     page = ui.client.post(f"{PREFIX}/server", data={"target": "halt/DICOM/Server1", "csrf": token})
     text = page.get_data(as_text=True)
     assert page.status_code == 200 and "Halt DICOM/Server1?" in text
     assert 'name="confirm" value="yes"' in text and 'value="halt/DICOM/Server1"' in text
-    # Confirmed: lbctl's own check answers (no such service here).
+    assert 'href="/lbadmin/">Cancel' in text
+    # Confirmed: lbctl's own code runs it, and says why it could not (no HAProxy runs here).
     done = ui.client.post(f"{PREFIX}/server", data={"target": "halt/DICOM/Server1", "csrf": token, "confirm": "yes"})
     assert done.status_code == 302
     overview = ui.client.get(f"{PREFIX}/").get_data(as_text=True)
-    assert "DICOM: no such virtual service (configured: none)" in overview
+    assert "HAProxy is not running" in overview
+    # A server that is not configured gets no confirmation page, and lbctl's check when confirmed.
+    unknown = ui.client.post(f"{PREFIX}/server", data={"target": "drain/DICOM/Server9", "csrf": token})
+    assert unknown.status_code == 302
+    assert "DICOM/Server9: no such real server" in ui.client.get(f"{PREFIX}/").get_data(as_text=True)
+    forced = {"target": "drain/SQL/Server1", "csrf": token, "confirm": "yes"}
+    ui.client.post(f"{PREFIX}/server", data=forced)
+    assert "SQL: no such virtual service (configured: DICOM)" in ui.client.get(f"{PREFIX}/").get_data(as_text=True)
     # Malformed targets are a client error, not an action.
     for target in ("explode/DICOM/Server1", "drain/DICOM", ""):
         assert ui.client.post(f"{PREFIX}/server", data={"target": target, "csrf": token}).status_code == 400
@@ -462,3 +489,183 @@ def test_no_certificate_is_installed_while_an_update_runs(ui: UI) -> None:
     ui.client.post(f"{PREFIX}/certificate", data=data, content_type="multipart/form-data")
     assert "an update is running" in ui.client.get(f"{PREFIX}/update").get_data(as_text=True)
     assert ui.state.settings.tls.cert.read_bytes() == before
+
+
+# --- what a hostile or careless client sends ----------------------------------------------------
+
+
+def test_parallel_guesses_cannot_pass_the_limit() -> None:
+    """The attempt is taken before the password is checked, so threads racing the check get no
+    more than the allowed number between them."""
+    import threading
+
+    limit = auth.FailureLimit()
+    granted: list[int] = []
+    barrier = threading.Barrier(40)
+
+    def guess() -> None:
+        barrier.wait()
+        wait, _ = limit.begin("10.0.0.5")
+        if not wait:
+            granted.append(1)
+
+    threads = [threading.Thread(target=guess) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(granted) == auth.FAILURES_ALLOWED
+
+
+def test_the_limit_counts_an_ipv6_host_by_its_64() -> None:
+    limit = auth.FailureLimit()
+    for n in range(auth.FAILURES_ALLOWED):
+        assert limit.begin(f"2001:db8:1:2::{n + 1}")[0] == 0
+    assert limit.begin("2001:db8:1:2:ffff::9")[0] > 0  # the same /64
+    assert limit.begin("2001:db8:1:3::1")[0] == 0  # another one
+    assert auth.client_key("::ffff:10.0.0.5") == "10.0.0.5"
+
+
+def test_the_overviews_refresh_neither_keeps_a_session_nor_takes_its_messages(ui: UI) -> None:
+    ui.sign_in()
+    token = ui.csrf()
+    ui.client.post(f"{PREFIX}/config/rollback", data={"csrf": token, "confirm": "yes"})
+    assert ui.client.get(f"{PREFIX}/?fragment=1").status_code == 200
+    assert "no earlier configuration" in ui.client.get(f"{PREFIX}/config").get_data(as_text=True)
+    for _ in range(5):  # 25 minutes of an open overview, nobody at the keyboard
+        ui.clock.now += 300
+        assert ui.client.get(f"{PREFIX}/?fragment=1").status_code == 200
+    ui.clock.now += auth.SESSION_IDLE_SECONDS - 5 * 300 + 1  # 30 minutes since the last page
+    assert ui.client.get(f"{PREFIX}/?fragment=1").status_code == 401
+    assert ui.client.get(f"{PREFIX}/").status_code == 302
+
+
+def test_odd_parameters_are_client_errors_not_crashes(ui: UI) -> None:
+    ui.sign_in()
+    for query in ("lines=%C2%B2", "lines=" + "9" * 5000, "lines=-1", "source=", "priority=%00"):
+        assert ui.client.get(f"{PREFIX}/logs?{query}").status_code == 400, query
+    (ui.tmp / "state" / "generations").mkdir(parents=True)
+    page = ui.client.get(f"{PREFIX}/config?a=1&b=" + "9" * 300)
+    assert page.status_code == 200 and "no such generation" in page.get_data(as_text=True)
+    page = ui.client.get(f"{PREFIX}/config?a=%C2%B2&b=1")
+    assert page.status_code == 200
+    # A newline in the page to return to (a crafted sign-in link) ends on the overview.
+    for target in ("/lbadmin/\nSet-Cookie: x=1", "/lbadmin/\r", "/lbadmin/logout", "/lbadmin/logout?x"):
+        response = ui.client.post(f"{PREFIX}/login", data={"user": "admin", "password": PASSWORD, "next": target})
+        assert response.status_code == 302 and response.headers["Location"] == f"{PREFIX}/", repr(target)
+    # A NUL ends the password for crypt(3): refused, not cut short.
+    assert ui.sign_in(PASSWORD + "\0whatever").status_code == 401
+
+
+def test_a_site_file_that_is_not_utf8_is_refused_at_its_line(ui: UI) -> None:
+    import io
+
+    ui.sign_in()
+    raw = b"# M\xfcller's site\n" + EXAMPLE.encode()
+    data = {"csrf": ui.csrf(), "upload": (io.BytesIO(raw), "site.yaml")}
+    response = ui.client.post(f"{PREFIX}/config/check", data=data, content_type="multipart/form-data")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert 'data-line="1" role="alert">line 1: not UTF-8 text' in page
+
+
+def test_every_problem_is_shown_even_past_the_last_line(ui: UI) -> None:
+    import io
+
+    ui.sign_in()
+    broken, line = broken_site()
+    for raw in (b"services: [", broken.encode().replace(b"\n", b"\r")):
+        data = {"csrf": ui.csrf(), "upload": (io.BytesIO(raw), "site.yaml")}
+        page = ui.client.post(f"{PREFIX}/config/check", data=data, content_type="multipart/form-data").get_data(
+            as_text=True
+        )
+        count = int(re.search(r"The site file is not valid: (\d+) problem", page).group(1))  # type: ignore[union-attr]
+        assert len(re.findall(r'class="problem" data-line="\d+"', page)) == count, page
+    assert f'data-line="{line}" role="alert">line {line}: services.' in page  # CR line ends count as lines
+
+
+def test_a_diff_keeps_its_lines(ui: UI) -> None:
+    ui.sign_in()
+    page = ui.client.post(f"{PREFIX}/config/check", data={"csrf": ui.csrf(), "site": EXAMPLE}).get_data(as_text=True)
+    diff = page.split('<pre class="diff">')[1].split("</pre>")[0]
+    assert diff.count("\n") == len(EXAMPLE.splitlines()) + 3  # ---, +++ and @@ lines
+
+
+def test_certificates_browsers_cannot_use_are_refused(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    files = tls.TLSFiles(tmp_path / "tls")
+    ours = tls.ensure(files)
+    for key, reason in (
+        (rsa.generate_private_key(65537, 1024), "an RSA key of 1024 bits; 2048 or more are needed"),
+        (ec.generate_private_key(ec.SECP256K1()), "an EC key on secp256k1; browsers need P-256 or P-384"),
+        (ed25519.Ed25519PrivateKey.generate(), "an Ed25519 key; browsers need RSA"),
+    ):
+        with pytest.raises(tls.InputInvalid, match=reason):
+            tls.install(pem_pair(key), files)
+    import datetime
+
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=2)
+    with pytest.raises(tls.InputInvalid, match="the certificate is valid only from"):
+        tls.install(pem_pair(ec.generate_private_key(ec.SECP256R1()), not_before=later), files)
+    assert tls.fingerprint(files.cert.read_bytes()) == ours
+    assert tls.install(pem_pair(rsa.generate_private_key(65537, 2048)), files) != ours
+
+
+def pem_pair(key: Any, not_before: Any = None) -> bytes:
+    """A private key and a self-signed certificate for it, as one PEM."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lb")])
+    start = not_before or datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
+    algorithm = None if type(key).__name__.startswith("Ed") else hashes.SHA256()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=30))
+        .sign(key, algorithm)
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return bytes(key_pem + cert.public_bytes(serialization.Encoding.PEM))
+
+
+def test_no_reboot_while_an_update_is_written(ui: UI) -> None:
+    ui.sign_in()
+    token = ui.csrf()
+    ui.state.update.state = "running"
+    ui.client.post(f"{PREFIX}/update/reboot", data={"csrf": token, "confirm": "yes"})
+    assert "an update is being written" in ui.client.get(f"{PREFIX}/update").get_data(as_text=True)
+    ui.state.update.state = "installed"
+    page = ui.client.post(f"{PREFIX}/update/reboot", data={"csrf": token}).get_data(as_text=True)
+    assert "Reboot now?" in page and 'href="/lbadmin/update">Cancel' in page
+
+
+def test_a_password_locked_at_the_console_locks_the_web_ui(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """passwd -l puts '!' before the hash: the kept hash follows (the web UI refuses it, the next
+    boot keeps the lock); the image's own '*' never replaces a kept hash."""
+    from lbctl.boot import credentials
+
+    shadow, kept = tmp_path / "shadow", tmp_path / "root.password-hash"
+    monkeypatch.setattr(credentials, "SHADOW", shadow)
+    monkeypatch.setattr(credentials, "HASH_FILE", kept)
+    hashed = crypt_hash(PASSWORD).strip()
+    for field, expected in ((hashed, hashed), ("!" + hashed, "!" + hashed), ("*", "!" + hashed), ("", "!" + hashed)):
+        shadow.write_text(f"root:{field}:20000:0:99999:7:::\n")
+        credentials.save()
+        assert kept.read_text().strip() == expected, field
+    assert not auth.PasswordFile(kept).check(PASSWORD)
+    shadow.write_text("root:*:20000:0:99999:7:::\n")
+    (tmp_path / "fresh").mkdir()
+    monkeypatch.setattr(credentials, "HASH_FILE", tmp_path / "fresh" / "hash")
+    credentials.save()  # a lock with nothing kept keeps nothing
+    assert not (tmp_path / "fresh" / "hash").exists()
