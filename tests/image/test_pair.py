@@ -45,6 +45,18 @@ def test_pairing_with_a_wrong_token_or_an_unreachable_peer_changes_nothing(pair:
     assert pair.holds_vip("lb1") and not pair.holds_vip("lb2")
 
 
+# The appliance gauges from the node's own web UI (its certificate is self-signed).
+GAUGES = """python3 -c '
+import ssl, time, urllib.request
+context = ssl._create_unverified_context()
+for _ in range(60):
+    try:
+        print(urllib.request.urlopen("https://127.0.0.1:9443/metrics", context=context).read().decode()); break
+    except OSError:
+        time.sleep(1)
+'"""
+
+
 def test_pairing_copies_the_site_and_starts_heartbeat(pair: Pair) -> None:
     token = re.search(r"token for lb2: (\S+)", pair.sh("lb2", "lbctl cluster token").stdout)
     assert token
@@ -67,6 +79,11 @@ def test_pairing_copies_the_site_and_starts_heartbeat(pair: Pair) -> None:
     assert pair.holds_vip("lb1") and not pair.holds_vip("lb2")
     # The secondary's HAProxy runs the same services, warm (non-local bind of the VIP).
     assert [s["name"] for s in json.loads(pair.sh("lb2", "lbctl status --json").stdout)["services"]] == ["DICOM"]
+    # The web UI's gauges say the same to Prometheus.
+    for name, state in (("lb1", 'role="primary",state="active"'), ("lb2", 'role="secondary",state="passive"')):
+        gauges = pair.sh(name, GAUGES).stdout
+        assert f"lbappliance_ha_role{{{state}}} 1" in gauges and "lbappliance_ha_paired 1" in gauges
+        assert re.search(r'lbappliance_ha_peer_alive\{peer="lb[12]"\} 1', gauges), gauges
 
 
 def test_the_passive_node_sees_its_real_servers_up(pair: Pair) -> None:
