@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jinja2
 from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request, url_for
 from werkzeug.utils import secure_filename
 from werkzeug.wrappers import Response as BaseResponse
@@ -133,6 +134,8 @@ def create_app(settings: WebSettings | None = None) -> Flask:
         strftime=lambda t: time.strftime("%H:%M:%S UTC", time.gmtime(t)),
         problem_text=lambda p: (f"{format_path(p.path)}: " if p.path else "") + p.reason,
     )
+    # A name a template uses but no handler gives is an error, not an empty string.
+    app.jinja_env.undefined = jinja2.StrictUndefined
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
     _routes(app, state)

@@ -238,14 +238,17 @@ print(urllib.request.urlopen(sys.argv[1], context=context, timeout=10).read().de
 
 
 def test_web_ui_serves_its_own_certificate_and_the_metrics(appliance: qemu.VM) -> None:
-    """lb-webui serves HTTPS on 9443 with the certificate this instance made at its first start
-    (kept on the data partition, never in the image), asks for a password nobody set (there is
-    no default), and the appliance gauges and HAProxy's exporter answer for Prometheus."""
+    """lb-webui (started by its socket at the first connection) serves HTTPS on 9443 with the
+    certificate this instance made at its first boot (kept on the data partition, never in the
+    image), asks for a password nobody set (there is no default), and the appliance gauges and
+    HAProxy's exporter answer for Prometheus."""
     served = guest(appliance, SERVED_CERTIFICATE)
-    assert "BEGIN CERTIFICATE" in served, guest(appliance, "journalctl -b -u lb-webui")
+    assert "BEGIN CERTIFICATE" in served, guest(appliance, "journalctl -b -u lb-webui-cert -u lb-webui")
     assert tls.fingerprint(served.encode()) == tls.fingerprint(guest(appliance, KEPT_CERTIFICATE).encode())
     assert guest(appliance, "stat -c %a /var/lib/lbappliance/webui/tls/key.pem").strip() == "600"
-    assert "made a self-signed certificate, SHA-256 fingerprint" in guest(appliance, "journalctl -b -u lb-webui")
+    # Made at the first boot (lb-webui-cert.service), or by the first connection if that came first.
+    journal = guest(appliance, "journalctl -b -u lb-webui-cert -u lb-webui")
+    assert "made a self-signed certificate, SHA-256 fingerprint" in journal
     login = guest(appliance, FETCH + "https://127.0.0.1:9443/lbadmin/login")
     assert "No admin password is set on this appliance" in login
     gauges = guest(appliance, FETCH + "https://127.0.0.1:9443/metrics")
