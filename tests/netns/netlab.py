@@ -186,8 +186,13 @@ class Lab:
         """Until something listens on address:port in that namespace."""
 
         def listening() -> bool:
+            # The local address column only: every listener's peer column reads '0.0.0.0:*', so
+            # matching whole lines took another listener on the port (HAProxy's local peer on
+            # 127.0.0.1) for this one.
             out = self.exec(role, ["ss", "-Htln", f"sport = :{port}"], check=False).stdout
-            return any(address in line or "*:" in line or "0.0.0.0:" in line for line in out.splitlines())
+            local = [fields[3] for fields in (line.split() for line in out.splitlines()) if len(fields) >= 4]
+            hosts = [a.rsplit(":", 1)[0] for a in local]  # 'address' is a host, or host:port
+            return address in local or address in hosts or any(h in ("*", "0.0.0.0", "[::]") for h in hosts)
 
         wait_until(listening, timeout, f"a listener on {address}:{port} in {role}")
 
