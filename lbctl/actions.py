@@ -113,11 +113,12 @@ def site_context() -> dict[str, object]:
     return provisioned(None)
 
 
-def parse_site(text: str) -> Site:
-    """The site model of a site file's text; InputInvalid with every problem and its line."""
+def parse_site(text: str | bytes) -> Site:
+    """The site model of a site file (its text, or its bytes as uploaded: the engine refuses
+    what is not UTF-8 at its line); InputInvalid with every problem and its line."""
     from .site.schema import SITE_KIND
 
-    return SITE_KIND.parse_bytes(text.encode("utf-8"), site_context())
+    return SITE_KIND.parse_bytes(text.encode("utf-8") if isinstance(text, str) else text, site_context())
 
 
 def apply_text(paths: Paths, text: str, removals: Collection[str] | None = ()) -> Change:

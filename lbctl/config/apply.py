@@ -260,11 +260,17 @@ def running_services(paths: Paths) -> list[str]:
     return [s["name"] for s in summary.get("services", [])]
 
 
+def dropped_services(paths: Paths, site: Site) -> list[str]:
+    """The running services `site` does not have, in the running configuration's order."""
+    keeps = {s.name for s in site.services}
+    return [name for name in running_services(paths) if name not in keeps]
+
+
 def check_removals(paths: Paths, site: Site, allowed: Collection[str] | None) -> None:
     """A site that drops services the running configuration has is applied only when the
     removal is said explicitly (`allowed` names exactly those services; None: any removal)."""
     keeps = {s.name for s in site.services}
-    dropped = [name for name in running_services(paths) if name not in keeps]
+    dropped = dropped_services(paths, site)
     if allowed is None:
         return
     still = sorted(set(allowed) & keeps)

@@ -41,7 +41,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from .. import actions
 from ..appliance import DATA_DIR, TEMPLATES_DIR, Paths
-from ..inputs import InputInvalid, Problem, format_path
+from ..inputs import InputInvalid, format_path
 from ..status import SERVER_STATES, collect_status, duration
 from . import auth, journal, metrics, tls
 
@@ -487,19 +487,15 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
                 diff = unified(site_text(old) or "", site_text(new) or "", f"generation {a}", f"generation {b}")
         return page("config.html", **config_values(diff=diff, a=a, b=b))
 
-    def submitted_site() -> tuple[str, InputInvalid | None]:
-        """The uploaded file (it wins) or the edited text, line ends made '\n'; and the problem
-        when an upload is not UTF-8, as `lbctl validate` says it."""
+    def submitted_site() -> tuple[str, bytes]:
+        """The uploaded file (it wins) or the edited text, line ends made '\n': as text to show,
+        and as the bytes the input engine reads (it refuses what is not UTF-8, at its line)."""
         upload = request.files.get("upload")
         if upload is None or not upload.filename:
-            return normal_lines(request.form.get("site", "")), None
-        raw = upload.read(MAX_FORM_BYTES + 1)
-        try:
-            return normal_lines(raw.decode("utf-8")), None
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            problem = InputInvalid([Problem((), "not UTF-8 text; save the file as UTF-8", line)])
-            return normal_lines(raw.decode("utf-8", "replace")), problem
+            text = normal_lines(request.form.get("site", ""))
+            return text, text.encode("utf-8")
+        raw = upload.read(MAX_FORM_BYTES + 1).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        return raw.decode("utf-8", "replace"), raw
 
     def invalid(text: str, exc: InputInvalid, status: int = 422) -> BaseResponse:
         """The editor again, each problem below its line (0: problems of the whole file, and of
@@ -512,23 +508,20 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
 
     @app.post(f"{PREFIX}/config/check")
     def config_check() -> BaseResponse:
-        text, not_utf8 = submitted_site()
-        if not_utf8 is not None:
-            return invalid(text, not_utf8)
+        text, raw = submitted_site()
         try:
-            site = actions.parse_site(text)
+            site = actions.parse_site(raw)
         except InputInvalid as exc:
             return invalid(text, exc)
-        from ..config.apply import running_services
+        from ..config import generations
+        from ..config.apply import dropped_services
 
-        keeps = {s.name for s in site.services}
-        removed = [name for name in running_services(paths) if name not in keeps]
-        current = site_text(_current(paths))
+        current = site_text(generations.target_of(paths.current))
         return page(
             "config_confirm.html",
             text=text,
             services=[s.name for s in site.services],
-            removed=removed,
+            removed=dropped_services(paths, site),
             diff=unified(current or "", text, "applied", "new"),
         )
 
@@ -737,12 +730,6 @@ def _routes(app: Flask, state: WebState) -> None:  # noqa: C901 - one place list
         firewall = lockdown()
         locked = None if isinstance(firewall, str) else firewall.locked_down
         return Response(metrics.render(metrics.gauges(st, booted, locked)), content_type=metrics.CONTENT_TYPE)
-
-
-def _current(paths: Paths) -> Path | None:
-    from ..config import generations
-
-    return generations.target_of(paths.current)
 
 
 def normal_lines(text: str) -> str:
